@@ -1,0 +1,2 @@
+//! cli
+pub fn run() -> std::process::ExitCode { std::process::ExitCode::SUCCESS }

@@ -1,0 +1,40 @@
+//! aws-hop: a scriptable shell for reaching private AWS resources.
+//!
+//! One binary holds an `aws-hop>` REPL and a script runner. Both embed [Rhai](https://rhai.rs),
+//! whose native bindings open *hops* (SSH bastions today; EC2 Instance Connect and SSM later)
+//! and *forwards* (local listeners whose every connection goes through a hop).
+//!
+//! # Layout
+//!
+//! Data flows one way: script or REPL line → binding → hop → forward. No layer reaches back up.
+//!
+//! - [`cli`]: the command line (`aws-hop`, `run`, `check`, `-e`) and [`run`], the whole program.
+//! - [`repl`]: the rustyline editor, its helper (completion, multi-line validation, hints) and
+//!   the `.help`-style meta-commands.
+//! - [`script`]: the Rhai engine (limits, plugin module resolver, error rendering with
+//!   file:line:col) and `script::bindings`, one `register(engine)` per binding area.
+//! - [`hop`]: transports. A [`hop::Hop`] opens a byte stream to `host:port` through itself:
+//!   `direct` TCP, or an SSH session (`hop::ssh`) that may itself run over another hop's stream.
+//! - [`forward`]: local listeners, the per-connection pump, the registry of live forwards.
+//! - [`strategy`]: strategy plugins (`plugins/*.rhai`): loading and the contract check.
+//! - [`known_hosts`], [`ssh_config`], [`keys`]: OpenSSH's files and keys, read as OpenSSH does.
+//! - [`runtime`]: the one tokio runtime, and cancellation (Ctrl-C) shared by every blocking wait.
+//! - [`events`]: messages from background tasks (a forward lost its bastion, ...) to the user.
+//!
+//! Errors: the library's own enum is [`Error`] (thiserror); `anyhow` is used only in [`cli`].
+
+pub mod cli;
+pub mod error;
+pub mod events;
+pub mod forward;
+pub mod hop;
+pub mod keys;
+pub mod known_hosts;
+pub mod repl;
+pub mod runtime;
+pub mod script;
+pub mod ssh_config;
+pub mod strategy;
+
+pub use cli::run;
+pub use error::Error;
