@@ -1,1 +1,165 @@
-//! error
+//! The library's error type.
+//!
+//! Every variant says what failed, why, and (where there is one) what to try. The Rhai boundary
+//! renders it with `{:#}`-style chains into the script's error, which adds file:line:col, so
+//! messages here never repeat a position. Secrets (key material, passphrases, tokens) never
+//! appear in any variant.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::known_hosts::{ChangedKey, KnownHostsError};
+use crate::ssh_config::SshConfigError;
+
+/// What went wrong, for every fallible operation of the library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A destination, an option or another argument is malformed.
+    #[error("{0}")]
+    Invalid(String),
+
+    /// `~/.ssh/config` could not be read or parsed.
+    #[error(transparent)]
+    SshConfig(#[from] SshConfigError),
+
+    /// A known_hosts file could not be read or written.
+    #[error(transparent)]
+    KnownHosts(#[from] KnownHostsError),
+
+    /// The local port of a forward is taken.
+    #[error(
+        "cannot listen on {addr}: {source}; another program (or another forward) holds that port: \
+         pick another port, or 0 to let aws-hop choose a free one"
+    )]
+    Bind { addr: String, source: io::Error },
+
+    /// A TCP connection (to a bastion, or a direct target) failed.
+    #[error("cannot connect to {what}: {source}{hint}", hint = connect_hint(source))]
+    Connect { what: String, source: io::Error },
+
+    /// Something took longer than its timeout.
+    #[error("{what} timed out after {secs} s{hint}", hint = if hint.is_empty() { String::new() } else { format!("; {hint}") })]
+    Timeout {
+        what: String,
+        secs: u64,
+        hint: String,
+    },
+
+    /// The server's host key is not in known_hosts, and the policy says no.
+    #[error(
+        "host key for {host} is not known ({algorithm} {fingerprint}), refusing to connect; \
+         check the fingerprint with the host's owner, then connect once with \
+         `known_hosts: \"accept-new\"` in the options (it records the key in {record_in}), \
+         or add it yourself with `ssh-keyscan -p {port} {name} >> {record_in}`"
+    )]
+    HostKeyUnknown {
+        host: String,
+        name: String,
+        port: u16,
+        algorithm: String,
+        fingerprint: String,
+        record_in: String,
+    },
+
+    /// The server's host key differs from the recorded one: always refused.
+    #[error("{0}")]
+    HostKeyChanged(Box<ChangedKey>),
+
+    /// The server presented a key that known_hosts marks `@revoked`.
+    #[error(
+        "host key for {host} is REVOKED ({fingerprint}, marked @revoked at {file}:{line}), refusing to connect"
+    )]
+    HostKeyRevoked {
+        host: String,
+        fingerprint: String,
+        file: PathBuf,
+        line: usize,
+    },
+
+    /// The user declined an unknown host key at the REPL prompt.
+    #[error("host key for {host} ({fingerprint}) was not accepted, not connecting")]
+    HostKeyDeclined { host: String, fingerprint: String },
+
+    /// No offered credential was accepted.
+    #[error(
+        "permission denied for {user}@{host}: the server accepted none of {tried}; check the user name \
+         (ec2-user, ubuntu, admin ... depend on the AMI), and that the public key is in that user's \
+         ~/.ssh/authorized_keys, or give the right one with `key: \"~/.ssh/name.pem\"`"
+    )]
+    AuthFailed {
+        user: String,
+        host: String,
+        tried: String,
+    },
+
+    /// A private key file could not be used.
+    #[error("cannot use key {path}: {reason}")]
+    Key { path: PathBuf, reason: String },
+
+    /// The SSH protocol itself failed (handshake, disconnect ...).
+    #[error("ssh to {host}: {source}")]
+    Ssh {
+        host: String,
+        #[source]
+        source: russh::Error,
+    },
+
+    /// The far side refused to open a channel to the target (a refused forward).
+    #[error("{hop} could not open a connection to {target}: {reason}")]
+    ChannelRefused {
+        hop: String,
+        target: String,
+        reason: String,
+    },
+
+    /// The SSH connection of a hop is gone.
+    #[error("{what}: connection closed{why}", why = if why.is_empty() { String::new() } else { format!(" ({why})") })]
+    Closed { what: String, why: String },
+
+    /// The user pressed Ctrl-C.
+    #[error("interrupted")]
+    Interrupted,
+
+    /// A strategy plugin does not follow the contract.
+    #[error("plugin {path}: {message}")]
+    Plugin { path: String, message: String },
+
+    /// Any other I/O failure, with what was being done.
+    #[error("{what}: {source}")]
+    Io { what: String, source: io::Error },
+}
+
+impl Error {
+    /// Shorthand for [`Error::Invalid`].
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::Invalid(msg.into())
+    }
+
+    /// Shorthand for [`Error::Io`].
+    pub fn io(what: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// The fix to suggest for a failed TCP connect, by the kind of failure.
+fn connect_hint(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => {
+            "; nothing listens on that port: is the service (sshd) running, and is it the right port?"
+        }
+        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
+            "; no route to that address: it may be private (reach it through a bastion with `via`), \
+             or a VPN is down"
+        }
+        io::ErrorKind::TimedOut => {
+            "; no answer: a security group or firewall may drop the traffic, or the host is down"
+        }
+        _ => "",
+    }
+}
+
+/// Results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

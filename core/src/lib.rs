@@ -37,4 +37,4 @@ pub mod ssh_config;
 pub mod strategy;
 
 pub use cli::run;
-pub use error::Error;
+pub use error::{Error, Result};

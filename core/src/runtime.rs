@@ -1,1 +1,125 @@
-//! runtime
+//! The one tokio runtime, and cancellation.
+//!
+//! Rhai runs on the calling (REPL or `run`) thread, never inside a tokio task. Native bindings
+//! that do I/O call [`Runtime::block_on`], which drives the future on the shared multi-thread
+//! runtime and races it against the current [`CancellationToken`], so Ctrl-C interrupts any
+//! wait. Long-lived work (forwards, SSH sessions) is spawned on the runtime and owned by handles.
+//!
+//! Ctrl-C handling: a task installed by [`Runtime::new`] listens for SIGINT. Each press cancels
+//! the *current* token and sets the interrupt flag that the Rhai engine polls in `on_progress`.
+//! The REPL calls [`Runtime::reset_interrupt`] before each line, so a Ctrl-C ends only the line
+//! that was running; forwards opened earlier keep running.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+
+/// The shared runtime plus the current cancellation state.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Owned here; dropped (and all tasks with it) when the last clone goes.
+    rt: tokio::runtime::Runtime,
+    /// Cancelled by Ctrl-C; replaced by `reset_interrupt`. Waits clone it under the lock and
+    /// then wait on the clone, so the lock is never held across an await.
+    cancel: Mutex<CancellationToken>,
+    /// Set by Ctrl-C, read by the Rhai engine's `on_progress` to stop running scripts.
+    interrupted: AtomicBool,
+}
+
+impl Runtime {
+    /// Builds the multi-thread runtime and installs the Ctrl-C listener.
+    pub fn new() -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("aws-hop-io")
+            .build()
+            .map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+        let this = Runtime {
+            inner: Arc::new(Inner {
+                rt,
+                cancel: Mutex::new(CancellationToken::new()),
+                interrupted: AtomicBool::new(false),
+            }),
+        };
+        let weak = Arc::downgrade(&this.inner);
+        this.inner.rt.spawn(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                let Some(inner) = weak.upgrade() else { break };
+                inner.interrupted.store(true, Ordering::SeqCst);
+                inner.cancel.lock().expect("cancel lock").cancel();
+            }
+        });
+        Ok(this)
+    }
+
+    /// A handle for spawning tasks.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        self.inner.rt.handle()
+    }
+
+    /// Spawns a task on the runtime.
+    pub fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.inner.rt.spawn(fut)
+    }
+
+    /// The token that the current wait must honour.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.inner.cancel.lock().expect("cancel lock").clone()
+    }
+
+    /// True once Ctrl-C was pressed since the last [`Runtime::reset_interrupt`].
+    pub fn interrupted(&self) -> bool {
+        self.inner.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// Starts a fresh cancellation scope (the REPL calls this before each line).
+    pub fn reset_interrupt(&self) {
+        self.inner.interrupted.store(false, Ordering::SeqCst);
+        *self.inner.cancel.lock().expect("cancel lock") = CancellationToken::new();
+    }
+
+    /// Cancels the current scope as Ctrl-C would.
+    pub fn interrupt(&self) {
+        self.inner.interrupted.store(true, Ordering::SeqCst);
+        self.cancel_token().cancel();
+    }
+
+    /// Runs `fut` to completion on the runtime from a non-runtime thread, or returns
+    /// [`Error::Interrupted`] as soon as Ctrl-C is pressed.
+    pub fn block_on<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        let token = self.cancel_token();
+        self.inner.rt.block_on(async move {
+            tokio::select! {
+                r = fut => r,
+                () = token.cancelled() => Err(Error::Interrupted),
+            }
+        })
+    }
+
+    /// Waits until Ctrl-C (used by `wait()` and `aws-hop run` holding forwards open).
+    pub fn wait_for_interrupt(&self) {
+        let token = self.cancel_token();
+        self.inner.rt.block_on(token.cancelled());
+    }
+
+    /// Sleeps for `d`, or less if interrupted.
+    pub fn sleep(&self, d: Duration) -> Result<()> {
+        self.block_on(async move {
+            tokio::time::sleep(d).await;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,330 @@
+//! Hop bindings: `bastion()`, `direct()`, `hop.ssh()`, `hop.exec()`, `hop.shell()`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rhai::plugin::*;
+use rhai::{Engine, Map};
+
+use crate::error::{Error, Result};
+use crate::hop::host_key::{HostKeyCheck, HostKeyPolicy};
+use crate::hop::ssh::{SshHop, SshOptions};
+use crate::hop::{Hop, shell};
+use crate::keys::expand_tilde;
+use crate::known_hosts::KnownHosts;
+use crate::script::context::{Context, script_error};
+use crate::script::options::Options;
+use crate::ssh_config;
+
+/// Options of `bastion()` and `hop.ssh()`.
+pub const SSH_OPTIONS: &[&str] = &[
+    "key",
+    "user",
+    "port",
+    "known_hosts",
+    "agent",
+    "via",
+    "timeout",
+    "server_nodelay",
+];
+
+/// Default limit for connect + handshake + auth of one SSH hop.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub fn register(engine: &mut Engine) {
+    engine.register_type_with_name::<Hop>("Hop");
+    engine.register_global_module(exported_module!(hop_api).into());
+}
+
+/// Opens an SSH hop to `dest` (resolved through ~/.ssh/config) with `opts`, over `via`.
+pub fn open_ssh(
+    ctx: &Arc<Context>,
+    dest: &str,
+    opts: Map,
+    via: Option<Hop>,
+    func: &'static str,
+) -> Result<Hop> {
+    let opts = Options::new(opts, func, SSH_OPTIONS)?;
+    let explicit_via = opts.custom::<Hop>("via", "a hop (from bastion(), ...)")?;
+    let via = via.or(explicit_via);
+    let ctx2 = ctx.clone();
+    let dest = dest.to_string();
+    ctx.rt
+        .block_on(async move { connect_chain(&ctx2, &dest, &opts, via).await })
+}
+
+/// Resolves `dest`, opens its ProxyJump hops (unless `via` is given), then the hop itself.
+async fn connect_chain(ctx: &Context, dest: &str, opts: &Options, via: Option<Hop>) -> Result<Hop> {
+    let parsed = ssh_config::parse_destination(dest)?;
+    let resolved = ssh_config::resolve(&parsed, None, &ctx.home)?;
+    let via = match via {
+        Some(v) => Some(v),
+        None if !resolved.proxy_jump.is_empty() => {
+            let mut prev: Option<Hop> = None;
+            for jump in &resolved.proxy_jump {
+                let jp = ssh_config::parse_destination(jump)?;
+                let jr = ssh_config::resolve(&jp, None, &ctx.home)?;
+                let o = ssh_options(ctx, &jr, &Options::empty("ProxyJump"), prev.take())?;
+                prev = Some(Hop::Ssh(SshHop::connect(o).await?));
+            }
+            prev
+        }
+        None => None,
+    };
+    let o = ssh_options(ctx, &resolved, opts, via)?;
+    Ok(Hop::Ssh(SshHop::connect(o).await?))
+}
+
+/// Merges script options over ~/.ssh/config over defaults.
+fn ssh_options(
+    ctx: &Context,
+    r: &ssh_config::ResolvedHost,
+    opts: &Options,
+    via: Option<Hop>,
+) -> Result<SshOptions> {
+    let user = opts.string("user")?.unwrap_or_else(|| r.user.clone());
+    let port = opts.port("port")?.unwrap_or(r.port);
+    let (key_files, identities_only) = match opts.string("key")? {
+        Some(k) => (vec![expand_tilde(&k, &ctx.home)], true),
+        None => (r.identity_files.clone(), r.identities_only),
+    };
+    let agent = opts
+        .bool("agent")?
+        .unwrap_or(!identities_only || key_files.is_empty());
+
+    let (policy, known_hosts) = match opts.string("known_hosts")?.as_deref() {
+        None => (
+            policy_from_config(r.strict_host_key_checking.as_deref())
+                .unwrap_or_else(|| ctx.default_host_key_policy()),
+            default_known_hosts(ctx, r),
+        ),
+        Some("strict") => (HostKeyPolicy::Strict, default_known_hosts(ctx, r)),
+        Some("accept-new") => (HostKeyPolicy::AcceptNew, default_known_hosts(ctx, r)),
+        Some("ask") => (HostKeyPolicy::Ask, default_known_hosts(ctx, r)),
+        Some(path) if path.contains('/') || path.starts_with('~') => (
+            ctx.default_host_key_policy(),
+            KnownHosts::new(vec![expand_tilde(path, &ctx.home)], vec![]),
+        ),
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "option `known_hosts` is \"{other}\": use \"strict\" (the default), \"accept-new\", \
+                 \"ask\", or the path of a known_hosts file"
+            )));
+        }
+    };
+    let timeout = opts
+        .seconds("timeout")?
+        .or(r.connect_timeout)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    Ok(SshOptions {
+        user,
+        host: r.hostname.clone(),
+        port,
+        key_files,
+        identities_only,
+        agent,
+        host_key: HostKeyCheck {
+            known_hosts,
+            policy,
+            name: r
+                .host_key_alias
+                .clone()
+                .unwrap_or_else(|| r.hostname.clone()),
+            port,
+        },
+        via,
+        timeout,
+        server_nodelay: opts.bool("server_nodelay")?.unwrap_or(true),
+    })
+}
+
+/// `StrictHostKeyChecking` from ~/.ssh/config. `no`/`off` still refuse changed keys: aws-hop
+/// always verifies, so they mean accept-new here.
+fn policy_from_config(v: Option<&str>) -> Option<HostKeyPolicy> {
+    match v?.to_ascii_lowercase().as_str() {
+        "yes" => Some(HostKeyPolicy::Strict),
+        "accept-new" | "no" | "off" => Some(HostKeyPolicy::AcceptNew),
+        "ask" => Some(HostKeyPolicy::Ask),
+        _ => None,
+    }
+}
+
+fn default_known_hosts(ctx: &Context, r: &ssh_config::ResolvedHost) -> KnownHosts {
+    if r.user_known_hosts_files.is_empty() {
+        KnownHosts::openssh_default(&ctx.home)
+    } else {
+        let global: Vec<PathBuf> = KnownHosts::openssh_default(&ctx.home)
+            .global_files()
+            .to_vec();
+        KnownHosts::new(r.user_known_hosts_files.clone(), global)
+    }
+}
+
+fn exec_map(out: crate::hop::exec::ExecOutput) -> Map {
+    let mut m = Map::new();
+    m.insert("status".into(), out.status.into());
+    m.insert(
+        "stdout".into(),
+        String::from_utf8_lossy(&out.stdout).into_owned().into(),
+    );
+    m.insert(
+        "stderr".into(),
+        String::from_utf8_lossy(&out.stderr).into_owned().into(),
+    );
+    m
+}
+
+fn ssh_hop(
+    ctx: &NativeCallContext,
+    hop: &Hop,
+    what: &str,
+) -> Result<Arc<SshHop>, Box<EvalAltResult>> {
+    match hop {
+        Hop::Ssh(s) => Ok(s.clone()),
+        Hop::Direct => Err(script_error(
+            ctx,
+            format!("{what} needs an SSH hop (from bastion() or .ssh()), not direct()"),
+        )),
+    }
+}
+
+#[export_module]
+#[allow(unreachable_pub)]
+mod hop_api {
+    use super::*;
+
+    /// A hop: opens connections to `host:port` through itself (an SSH session, or direct TCP).
+    pub type Hop = crate::hop::Hop;
+
+    /// Opens an SSH session to a bastion, like `ssh user@host`, for forwards and commands.
+    ///
+    /// `dest` is `user@host[:port]` or a Host alias from ~/.ssh/config (HostName, User, Port,
+    /// IdentityFile and ProxyJump are honoured). The host key must be in known_hosts.
+    ///
+    /// ```rhai
+    /// let b = bastion("ec2-user@bastion.example.com");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn bastion(ctx: NativeCallContext, dest: &str) -> Result<Hop, Box<EvalAltResult>> {
+        open_ssh(&Context::of(&ctx), dest, Map::new(), None, "bastion")
+            .map_err(|e| script_error(&ctx, e))
+    }
+
+    /// `bastion(dest, opts)`: options `key`, `user`, `port`, `known_hosts` ("strict", "accept-new",
+    /// "ask" or a file), `agent`, `via` (a hop to reach the bastion through), `timeout` (seconds),
+    /// `server_nodelay`.
+    ///
+    /// ```rhai
+    /// let b = bastion("ec2-user@1.2.3.4:22", #{ key: "~/.ssh/example.pem", known_hosts: "accept-new" });
+    /// ```
+    #[rhai_fn(name = "bastion", return_raw)]
+    pub fn bastion_with(
+        ctx: NativeCallContext,
+        dest: &str,
+        opts: Map,
+    ) -> Result<Hop, Box<EvalAltResult>> {
+        open_ssh(&Context::of(&ctx), dest, opts, None, "bastion").map_err(|e| script_error(&ctx, e))
+    }
+
+    /// The hop that connects straight from this machine (no tunnel).
+    ///
+    /// ```rhai
+    /// let f = forward(8080, "localhost:80", direct());
+    /// ```
+    pub fn direct() -> Hop {
+        Hop::Direct
+    }
+
+    /// SSH to `dest` *through* this hop (multi-hop): the next host's sshd is reached over a
+    /// stream of this one, and its name resolves on this hop's side.
+    ///
+    /// ```rhai
+    /// let app = bastion("ec2-user@bastion").ssh("ec2-user@10.0.2.15");
+    /// ```
+    #[rhai_fn(global, name = "ssh", return_raw, pure)]
+    pub fn ssh(
+        ctx: NativeCallContext,
+        hop: &mut Hop,
+        dest: &str,
+    ) -> Result<Hop, Box<EvalAltResult>> {
+        open_ssh(
+            &Context::of(&ctx),
+            dest,
+            Map::new(),
+            Some(hop.clone()),
+            "ssh",
+        )
+        .map_err(|e| script_error(&ctx, e))
+    }
+
+    /// `hop.ssh(dest, opts)`, with the options of `bastion()` (except `via`).
+    #[rhai_fn(global, name = "ssh", return_raw, pure)]
+    pub fn ssh_with(
+        ctx: NativeCallContext,
+        hop: &mut Hop,
+        dest: &str,
+        opts: Map,
+    ) -> Result<Hop, Box<EvalAltResult>> {
+        open_ssh(&Context::of(&ctx), dest, opts, Some(hop.clone()), "ssh")
+            .map_err(|e| script_error(&ctx, e))
+    }
+
+    /// Runs a command on an SSH hop; returns `#{ status, stdout, stderr }`.
+    ///
+    /// ```rhai
+    /// let r = b.exec("uname -a");
+    /// print(r.stdout);
+    /// ```
+    #[rhai_fn(global, return_raw, pure)]
+    pub fn exec(
+        ctx: NativeCallContext,
+        hop: &mut Hop,
+        cmd: &str,
+    ) -> Result<Map, Box<EvalAltResult>> {
+        let s = ssh_hop(&ctx, hop, "exec()")?;
+        let c = Context::of(&ctx);
+        let cmd = cmd.to_string();
+        c.rt.block_on(async move { s.exec(&cmd).await })
+            .map(exec_map)
+            .map_err(|e| script_error(&ctx, e))
+    }
+
+    /// Hands the terminal to an interactive shell on an SSH hop; returns its exit status.
+    ///
+    /// ```rhai
+    /// b.shell();
+    /// ```
+    #[rhai_fn(global, return_raw, pure)]
+    pub fn shell(ctx: NativeCallContext, hop: &mut Hop) -> Result<i64, Box<EvalAltResult>> {
+        let s = ssh_hop(&ctx, hop, "shell()")?;
+        let c = Context::of(&ctx);
+        c.rt.block_on(async move { shell::interactive(&s).await })
+            .map_err(|e| script_error(&ctx, e))
+    }
+
+    /// Closes the hop's SSH session; forwards through it fail from then on.
+    #[rhai_fn(global, name = "close", return_raw, pure)]
+    pub fn close_hop(ctx: NativeCallContext, hop: &mut Hop) -> Result<(), Box<EvalAltResult>> {
+        let h = hop.clone();
+        Context::of(&ctx)
+            .rt
+            .block_on(async move {
+                h.close().await;
+                Ok(())
+            })
+            .map_err(|e| script_error(&ctx, e))
+    }
+
+    /// The hop in one line, e.g. `ssh ec2-user@10.0.0.5:22 via ssh ...`.
+    #[rhai_fn(global, name = "to_string", pure)]
+    pub fn hop_to_string(hop: &mut Hop) -> String {
+        hop.describe()
+    }
+
+    /// As `to_string`.
+    #[rhai_fn(global, name = "to_debug", pure)]
+    pub fn hop_to_debug(hop: &mut Hop) -> String {
+        format!("Hop({})", hop.describe())
+    }
+}

@@ -1,0 +1,33 @@
+//! Native bindings, one area per file, each with `register(engine)`.
+//!
+//! | area | bindings |
+//! |---|---|
+//! | [`hops`] | `bastion()`, `direct()`, `hop.ssh()`, `hop.exec()`, `hop.shell()`, `hop.close()` |
+//! | [`forwards`] | `forward()`, `hop.forward()`, `forwards()`, `f.local_port`, `f.stats()`, `f.close()` |
+//! | [`runtime`] | `wait()`, `sleep()` |
+//! | [`plugins`] | `plugins()` |
+//!
+//! Every binding that can fail returns a Rhai runtime error at the call's position, whose
+//! message is the library error's full text (cause and fix).
+
+pub mod forwards;
+pub mod hops;
+pub mod plugins;
+pub mod runtime;
+
+use rhai::Engine;
+
+/// The binding areas, in one visible list.
+const AREAS: &[fn(&mut Engine)] = &[
+    hops::register,
+    forwards::register,
+    runtime::register,
+    plugins::register,
+];
+
+/// Registers every binding area.
+pub fn register_all(engine: &mut Engine) {
+    for register in AREAS {
+        register(engine);
+    }
+}

@@ -1,0 +1,58 @@
+//! The host state behind the bindings.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rhai::{Dynamic, EvalAltResult, NativeCallContext, Position};
+
+use crate::forward::Registry;
+use crate::hop::host_key::HostKeyPolicy;
+use crate::runtime::Runtime;
+use crate::strategy::Plugins;
+
+/// What every binding needs; stored as the engine's default tag, read with [`Context::of`].
+pub struct Context {
+    /// The I/O runtime and Ctrl-C state.
+    pub rt: Runtime,
+    /// Live forwards.
+    pub forwards: Registry,
+    /// True in the REPL: unknown host keys are asked about instead of refused.
+    pub interactive: bool,
+    /// Loaded strategy plugins.
+    pub plugins: std::sync::RwLock<Plugins>,
+    /// The user's home (for `~`, ~/.ssh).
+    pub home: PathBuf,
+}
+
+impl Context {
+    /// The context of the engine running this native call.
+    pub fn of(ctx: &NativeCallContext) -> Arc<Context> {
+        ctx.tag()
+            .and_then(|t| t.clone().try_cast::<Arc<Context>>())
+            .expect("aws-hop engine without its context")
+    }
+
+    /// The default for unknown host keys in this mode.
+    pub fn default_host_key_policy(&self) -> HostKeyPolicy {
+        if self.interactive {
+            HostKeyPolicy::Ask
+        } else {
+            HostKeyPolicy::Strict
+        }
+    }
+
+    /// Wraps the context for `Engine::set_default_tag`.
+    pub fn into_tag(self: Arc<Self>) -> Dynamic {
+        Dynamic::from(self)
+    }
+}
+
+/// Turns any error into a Rhai runtime error at the call's position.
+pub fn script_error(ctx: &NativeCallContext, e: impl std::fmt::Display) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorRuntime(e.to_string().into(), ctx.call_position()).into()
+}
+
+/// Same, without a call context (the position is filled in by the caller's frame).
+pub fn plain_error(e: impl std::fmt::Display) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorRuntime(e.to_string().into(), Position::NONE).into()
+}
