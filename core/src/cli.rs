@@ -112,6 +112,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         interactive,
         plugins: std::sync::RwLock::new(Plugins::default()),
         home: home.clone(),
+        hops: std::sync::Mutex::new(Vec::new()),
     });
     let engine = build_engine(&ctx);
     let plugins = Plugins::load(&engine, &plugin_dirs(&home));
@@ -188,6 +189,7 @@ fn run_source(
                 println!("{}", crate::repl::show(&v));
             }
             hold_forwards(ctx);
+            ctx.shutdown();
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -197,7 +199,7 @@ fn run_source(
                 "{}",
                 Diagnostic::from_eval(&e, name, &suggest).render(&read_other)
             );
-            ctx.forwards.close_all();
+            ctx.shutdown();
             if interrupted {
                 ExitCode::from(EXIT_INTERRUPTED)
             } else {

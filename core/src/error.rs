@@ -41,7 +41,7 @@ pub enum Error {
     #[error("{what} timed out after {secs} s{hint}", hint = if hint.is_empty() { String::new() } else { format!("; {hint}") })]
     Timeout {
         what: String,
-        secs: u64,
+        secs: f64,
         hint: String,
     },
 
@@ -117,12 +117,8 @@ pub enum Error {
     Closed { what: String, why: String },
 
     /// The user pressed Ctrl-C.
-    #[error("interrupted")]
+    #[error("interrupted (Ctrl-C)")]
     Interrupted,
-
-    /// A strategy plugin does not follow the contract.
-    #[error("plugin {path}: {message}")]
-    Plugin { path: String, message: String },
 
     /// Any other I/O failure, with what was being done.
     #[error("{what}: {source}")]

@@ -69,6 +69,11 @@ pub fn load_key_file(path: &Path) -> Result<Arc<PrivateKey>> {
     }
 }
 
+/// True for the error [`load_key_file`] gives for a passphrase-protected key.
+pub fn is_encrypted(e: &Error) -> bool {
+    matches!(e, Error::Key { reason, .. } if reason.starts_with("it is protected by a passphrase"))
+}
+
 /// `SHA256:...` fingerprint of a private key's public half (safe to show).
 pub fn fingerprint(key: &PrivateKey) -> String {
     key.public_key().fingerprint(HashAlg::Sha256).to_string()

@@ -61,9 +61,14 @@ impl Input {
                 .read(true)
                 .custom_flags(libc::O_NONBLOCK)
                 .open("/dev/tty")
-                && let Ok(fd) = AsyncFd::new(f)
             {
-                return Input::Tty(fd);
+                // `AsyncFd::new` is deprecated in favour of the `unsafe fn register`, whose
+                // condition is that the fd outlives the registration. The AsyncFd owns the
+                // File here, which guarantees exactly that, and this crate forbids unsafe.
+                #[allow(deprecated)]
+                if let Ok(fd) = AsyncFd::new(f) {
+                    return Input::Tty(fd);
+                }
             }
         }
         Input::Pipe(tokio::io::stdin())

@@ -137,7 +137,7 @@ impl SshHop {
             .await
             .map_err(|_| Error::Timeout {
                 what: format!("ssh to {}", self.label()),
-                secs: timeout.as_secs(),
+                secs: timeout.as_secs_f64(),
                 hint: "raise `timeout` in the options if the server is slow".into(),
             })??;
         let session = Arc::new(session);
@@ -158,7 +158,7 @@ impl SshHop {
         let stream: Stream = match &o.via {
             // Boxed: a hop dialing through a hop is a recursive future.
             Some(via) => Box::pin(via.open(&o.host, o.port, None)).await?,
-            None => Box::new(direct::connect_tcp(&o.host, o.port).await?),
+            None => Box::new(direct::connect_tcp(&o.host, o.port, o.timeout).await?),
         };
         let refusal = Arc::new(Mutex::new(None));
         let closing = Arc::new(AtomicBool::new(false));
@@ -190,6 +190,7 @@ impl SshHop {
         let o = &self.opts;
         let label = self.label();
         let mut tried: Vec<String> = Vec::new();
+        let mut agent_for_encrypted = false;
         let auth_err = |e: russh::Error| Error::Ssh {
             host: label.clone(),
             source: e,
@@ -198,6 +199,12 @@ impl SshHop {
         for path in &o.key_files {
             let key = match keys::load_key_file(path) {
                 Ok(k) => k,
+                // Passphrase-protected: the agent (which holds it after `ssh-add`) signs instead.
+                Err(e) if keys::is_encrypted(&e) && agent_available() => {
+                    tracing::debug!("{e}; trying the agent");
+                    agent_for_encrypted = true;
+                    continue;
+                }
                 // A key the user named must work; one from ~/.ssh/config is skipped like OpenSSH.
                 Err(e) if o.identities_only => return Err(e),
                 Err(e) => {
@@ -224,8 +231,8 @@ impl SshHop {
             }
         }
 
-        if o.agent
-            && std::env::var_os("SSH_AUTH_SOCK").is_some()
+        if (o.agent || agent_for_encrypted)
+            && agent_available()
             && self.try_agent(handle, &mut tried).await?
         {
             return Ok(());
@@ -263,8 +270,8 @@ impl SshHop {
             user: o.user.clone(),
             host: format!("{}:{}", o.host, o.port),
             tried: if tried.is_empty() {
-                "no keys: none was given, ssh-agent has none (or SSH_AUTH_SOCK is unset), and \
-                 ~/.ssh has no id_ed25519, id_ecdsa or id_rsa"
+                "any key, because there was none to offer: no `key` option, ssh-agent has none \
+                 (or SSH_AUTH_SOCK is unset), and ~/.ssh has no id_ed25519, id_ecdsa or id_rsa"
                     .into()
             } else {
                 tried.join(", ")
@@ -399,6 +406,11 @@ impl Session {
     }
 }
 
+/// True when an ssh-agent socket is configured.
+fn agent_available() -> bool {
+    std::env::var_os("SSH_AUTH_SOCK").is_some_and(|s| !s.is_empty())
+}
+
 /// russh client settings for tunnels (see the module docs for the measurements).
 fn client_config() -> Arc<client::Config> {
     Arc::new(client::Config {
@@ -420,14 +432,22 @@ fn client_config() -> Arc<client::Config> {
 
 /// Turns a handshake failure into a message that says what to check.
 fn handshake_error(label: &str, e: russh::Error) -> Error {
+    let hung_up = || Error::Closed {
+        what: format!("ssh to {label}"),
+        why: "the server hung up during the handshake: is it an SSH server on that port, and \
+              does it accept this client (MaxStartups, AllowUsers, fail2ban)?"
+            .into(),
+    };
     match e {
-        russh::Error::IO(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => Error::Closed {
-            what: format!("ssh to {label}"),
-            why:
-                "the server hung up during the handshake: is it an SSH server, and does it accept \
-                  this client (MaxStartups, AllowUsers, fail2ban)?"
-                    .into(),
-        },
+        russh::Error::IO(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            hung_up()
+        }
+        russh::Error::Disconnect | russh::Error::HUP => hung_up(),
         russh::Error::Version => Error::Closed {
             what: format!("ssh to {label}"),
             why: "the server did not speak SSH (wrong port?)".into(),

@@ -73,7 +73,7 @@ pub fn help_text() -> String {
          \x20 direct()                              no hop: connect from this machine\n\
          \x20 hop.exec(\"cmd\")                       run a command: #{status, stdout, stderr}\n\
          \x20 hop.shell()                           interactive shell on the hop\n\
-         \x20 opts: key, user, port, known_hosts (\"strict\"|\"accept-new\"|\"ask\"|path), agent, via, timeout\n\n\
+         \x20 opts: key, user, port, known_hosts (\"strict\"|\"accept-new\"|\"ask\"|path), agent, via, timeout, server_nodelay\n\n\
          Forwards\n\
          \x20 forward(local, \"host:port\", hop)      listen on local (3307, \"0.0.0.0:3307\", 0 = any free)\n\
          \x20 hop.forward(local, \"host:port\")       the same\n\

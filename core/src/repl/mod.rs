@@ -114,7 +114,7 @@ pub fn run(ctx: &Arc<Context>, engine: &Engine) -> ExitCode {
     let _ = rl.save_history(&hist);
     events::clear_sink();
     let n = ctx.forwards.list().len();
-    ctx.forwards.close_all();
+    ctx.shutdown();
     if n > 0 {
         eprintln!("closed {n} forward{}", if n == 1 { "" } else { "s" });
     }
@@ -156,6 +156,20 @@ pub fn show(v: &Dynamic) -> String {
     }
     if v.is_string() {
         return format!("{v:?}");
+    }
+    if v.is_array() {
+        let items: Vec<String> = v
+            .clone()
+            .into_array()
+            .unwrap_or_default()
+            .iter()
+            .map(show)
+            .collect();
+        return if items.iter().any(|i| i.len() > 40) {
+            format!("[\n  {}\n]", items.join(",\n  "))
+        } else {
+            format!("[{}]", items.join(", "))
+        };
     }
     v.to_string()
 }

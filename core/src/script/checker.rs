@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use rhai::{AST, ASTNode, Engine, Expr, Position};
+use rhai::{AST, ASTNode, Engine, Expr, FnCallExpr, Position, Stmt};
 
 use super::options::closest;
 
@@ -60,7 +60,13 @@ pub fn unknown_calls(engine: &Engine, ast: &AST) -> Vec<UnknownCall> {
     let candidates: Vec<&str> = known.iter().map(String::as_str).collect();
     let mut found = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
-        if let Some(ASTNode::Expr(Expr::FnCall(call, pos))) = path.last()
+        // A call is an expression (`let a = f()`) or, on its own, a statement (`f();`).
+        let call: Option<(&FnCallExpr, &Position)> = match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, pos))) => Some((call, pos)),
+            Some(ASTNode::Stmt(Stmt::FnCall(call, pos))) => Some((call, pos)),
+            _ => None,
+        };
+        if let Some((call, pos)) = call
             && call.namespace.is_empty()
             && call.op_token.is_none()
             && !call
@@ -88,10 +94,14 @@ mod tests {
         let mut engine = Engine::new();
         engine.register_fn("bastion", |s: &str| s.len() as i64);
         let ast = engine
-            .compile("fn helper() { 1 }\nlet a = bastoin(\"x\");\nhelper();\nprint(a);")
+            .compile(
+                "fn helper() { 1 }\nlet a = bastoin(\"x\");\nhelper();\nprint(a);\nfowrard(1);",
+            )
             .unwrap();
         let bad = unknown_calls(&engine, &ast);
-        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert_eq!(bad[1].name, "fowrard");
+        assert_eq!(bad[1].pos.line(), Some(5));
         assert_eq!(bad[0].name, "bastoin");
         assert_eq!(bad[0].suggestion.as_deref(), Some("bastion"));
         assert_eq!(bad[0].pos.line(), Some(2));

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rhai::{Dynamic, EvalAltResult, NativeCallContext, Position};
 
 use crate::forward::Registry;
+use crate::hop::Hop;
 use crate::hop::host_key::HostKeyPolicy;
 use crate::runtime::Runtime;
 use crate::strategy::Plugins;
@@ -22,6 +23,8 @@ pub struct Context {
     pub plugins: std::sync::RwLock<Plugins>,
     /// The user's home (for `~`, ~/.ssh).
     pub home: PathBuf,
+    /// Every hop the bindings opened, so that [`Context::shutdown`] can close them cleanly.
+    pub hops: std::sync::Mutex<Vec<Hop>>,
 }
 
 impl Context {
@@ -39,6 +42,28 @@ impl Context {
         } else {
             HostKeyPolicy::Strict
         }
+    }
+
+    /// Remembers a hop for [`Context::shutdown`].
+    pub fn track(&self, hop: &Hop) {
+        self.hops.lock().expect("hops lock").push(hop.clone());
+    }
+
+    /// Closes every forward, then every hop (a clean SSH disconnect for each server).
+    pub fn shutdown(&self) {
+        self.forwards.close_all();
+        let hops: Vec<Hop> = std::mem::take(&mut *self.hops.lock().expect("hops lock"));
+        if hops.is_empty() {
+            return;
+        }
+        self.rt.handle().block_on(async move {
+            let closing = async {
+                for h in hops.iter().rev() {
+                    h.close().await;
+                }
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), closing).await;
+        });
     }
 
     /// Wraps the context for `Engine::set_default_tag`.

@@ -175,13 +175,14 @@ fn message_of(err: &EvalAltResult, suggest: &dyn Fn(&str) -> Option<String>) -> 
                 .next()
                 .unwrap_or(sig)
                 .trim_start_matches("get$");
-            let mut m = format!("unknown function or method: {sig}");
-            if let Some(s) = suggest(name) {
-                m.push_str(&format!(" (did you mean `{s}`?)"));
-            } else {
-                m.push_str(" (the argument types may not match: see `.help` for the bindings)");
+            match suggest(name) {
+                Some(s) if s == name => format!(
+                    "`{name}` exists, but not for these arguments: {sig}; see `.help` (or the book's \
+                     bindings chapter) for how to call it"
+                ),
+                Some(s) => format!("unknown function or method: {sig} (did you mean `{s}`?)"),
+                None => format!("unknown function or method: {sig}"),
             }
-            m
         }
         other => {
             let s = other.to_string();

@@ -47,6 +47,12 @@ pub fn open_ssh(
 ) -> Result<Hop> {
     let opts = Options::new(opts, func, SSH_OPTIONS)?;
     let explicit_via = opts.custom::<Hop>("via", "a hop (from bastion(), ...)")?;
+    if via.is_some() && explicit_via.is_some() {
+        return Err(Error::invalid(
+            "option `via` does not apply to hop.ssh(): the hop it is called on is already the way \
+             in (use bastion(dest, #{ via: hop }) to choose one)",
+        ));
+    }
     let via = via.or(explicit_via);
     let ctx2 = ctx.clone();
     let dest = dest.to_string();
@@ -66,14 +72,18 @@ async fn connect_chain(ctx: &Context, dest: &str, opts: &Options, via: Option<Ho
                 let jp = ssh_config::parse_destination(jump)?;
                 let jr = ssh_config::resolve(&jp, None, &ctx.home)?;
                 let o = ssh_options(ctx, &jr, &Options::empty("ProxyJump"), prev.take())?;
-                prev = Some(Hop::Ssh(SshHop::connect(o).await?));
+                let hop = Hop::Ssh(SshHop::connect(o).await?);
+                ctx.track(&hop);
+                prev = Some(hop);
             }
             prev
         }
         None => None,
     };
     let o = ssh_options(ctx, &resolved, opts, via)?;
-    Ok(Hop::Ssh(SshHop::connect(o).await?))
+    let hop = Hop::Ssh(SshHop::connect(o).await?);
+    ctx.track(&hop);
+    Ok(hop)
 }
 
 /// Merges script options over ~/.ssh/config over defaults.
@@ -258,7 +268,7 @@ mod hop_api {
         .map_err(|e| script_error(&ctx, e))
     }
 
-    /// `hop.ssh(dest, opts)`, with the options of `bastion()` (except `via`).
+    /// `hop.ssh(dest, opts)`, with the options of `bastion()` except `via` (the hop is the via).
     #[rhai_fn(global, name = "ssh", return_raw, pure)]
     pub fn ssh_with(
         ctx: NativeCallContext,

@@ -1,0 +1,106 @@
+//! The `aws-hop` binary without a network: help, `-e`, `check`, exit codes and error format.
+//!
+//! (These also make `cargo test` build the real binary, which the lab's end-to-end tests in
+//! the aws-hop-lab crate drive.)
+
+use std::process::{Command, Output};
+
+fn aws_hop(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aws-hop"))
+        .args(args)
+        .env("HOME", std::env::temp_dir())
+        .env_remove("AWS_HOP_PLUGIN_PATH")
+        .output()
+        .expect("run aws-hop")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn scratch(name: &str, body: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("aws-hop-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+#[test]
+fn help_explains_the_commands() {
+    let out = aws_hop(&["--help"]);
+    assert!(out.status.success());
+    let s = text(&out.stdout);
+    for needle in [
+        "REPL",
+        "run",
+        "check",
+        "-e",
+        "bastion(",
+        "forward(",
+        "known_hosts",
+    ] {
+        assert!(s.contains(needle), "--help lacks {needle:?}:\n{s}");
+    }
+}
+
+#[test]
+fn eval_prints_the_value() {
+    let out = aws_hop(&["-e", "let a = [1, 2]; a.len() * 21"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "42");
+}
+
+#[test]
+fn run_passes_args_to_the_script() {
+    let p = scratch("args.rhai", "print(`${args.len()} ${args[0]} ${args[1]}`);");
+    let out = aws_hop(&["run", p.to_str().unwrap(), "prod", "--flag"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "2 prod --flag");
+}
+
+#[test]
+fn runtime_error_inside_a_function_shows_where_and_the_caller() {
+    let p = scratch(
+        "fn.rhai",
+        "fn open_db(port) {\n    forward(port, \"db\", direct())\n}\nopen_db(3307);\n",
+    );
+    let out = aws_hop(&["run", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = text(&out.stderr);
+    assert!(e.contains("error: 'db' is not host:port"), "{e}");
+    assert!(e.contains("fn.rhai:2:5"), "{e}");
+    assert!(e.contains("in call to `open_db` at"), "{e}");
+    assert!(e.contains("fn.rhai:4:1"), "{e}");
+}
+
+#[test]
+fn check_passes_good_scripts_and_fails_bad_ones() {
+    let good = scratch(
+        "good.rhai",
+        "let b = bastion(\"ec2-user@bastion\");\nb.forward(3307, \"db:3306\");\nwait();\n",
+    );
+    let out = aws_hop(&["check", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let bad = scratch("bad.rhai", "let b = bastion(\"x\")\nlet c = 1;\n");
+    let out = aws_hop(&["check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = text(&out.stderr);
+    assert!(e.contains("bad.rhai:"), "{e}");
+    assert!(e.contains('^'), "{e}");
+}
+
+#[test]
+fn missing_script_is_named() {
+    let out = aws_hop(&["run", "/nonexistent/x.rhai"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read script /nonexistent/x.rhai"));
+}
+
+#[test]
+fn the_builtin_plugins_load() {
+    let out = aws_hop(&["-e", "plugins().map(|p| p.name)"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("direct") && text(&out.stdout).contains("bastion"));
+}
