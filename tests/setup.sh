@@ -21,7 +21,7 @@ PACKAGES=(
   mariadb-client      # mariadb (the client)
   postgresql          # initdb, pg_ctl, postgres, psql
   socat               # relays in benchmarks and ad-hoc debugging
-  tmux                # demos
+  tmux                # the REPL test drives aws-hop through a real terminal
   procps              # ps, pgrep (used when debugging leftovers)
   netcat-openbsd      # nc, ad-hoc probes
   util-linux          # setpriv (run initdb/pg_ctl as postgres), mountpoint

@@ -214,12 +214,9 @@ fn check_files(engine: &Engine, files: &[PathBuf]) -> ExitCode {
     let mut failed = 0;
     for file in files {
         let name = file.display().to_string();
-        let text = match read_script(file) {
-            Ok(t) => t,
-            Err(_) => {
-                failed += 1;
-                continue;
-            }
+        let Ok(text) = read_script(file) else {
+            failed += 1;
+            continue;
         };
         let source = |_: &str| Some(text.clone());
         match engine.compile(&text) {

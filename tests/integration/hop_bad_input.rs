@@ -255,7 +255,7 @@ wait();
     assert_eq!(mariadb_query(port, "select 1").unwrap(), "1");
 
     lab.stop_bastion().unwrap();
-    proc.wait_for_line("connection lost", Duration::from_secs(60));
+    proc.wait_for_line("connection lost", Duration::from_mins(1));
     // While it is down: a new script cannot connect, and says why.
     HopCmd::new()
         .home(home.path())

@@ -1,5 +1,6 @@
 //! One forward: a local listener whose every connection goes through a hop.
 
+use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,10 +30,10 @@ impl BindSpec {
         if let Ok(p) = s.parse::<u16>() {
             return Ok(Self::port(p));
         }
-        if let Some(p) = s.strip_prefix("localhost:") {
-            if let Ok(p) = p.parse::<u16>() {
-                return Ok(Self::port(p));
-            }
+        if let Some(p) = s.strip_prefix("localhost:")
+            && let Ok(p) = p.parse::<u16>()
+        {
+            return Ok(Self::port(p));
         }
         s.parse::<SocketAddr>().map(BindSpec).map_err(|_| {
             Error::invalid(format!(
@@ -142,15 +143,16 @@ impl Forward {
             self.inner.hop.describe()
         );
         if self.is_open() {
-            line.push_str(&format!(
+            let _ = write!(
+                line,
                 " ({} connections, {} active, {} in, {} out",
                 s.connections,
                 s.active,
                 human_bytes(s.bytes_in),
                 human_bytes(s.bytes_out)
-            ));
+            );
             if s.failed > 0 {
-                line.push_str(&format!(", {} failed", s.failed));
+                let _ = write!(line, ", {} failed", s.failed);
             }
             line.push(')');
         } else {

@@ -2,6 +2,7 @@
 
 use crate::forward::Registry;
 use crate::script::Context;
+use std::fmt::Write as _;
 
 /// Name and one-line description of each meta-command.
 pub const META_COMMANDS: &[(&str, &str)] = &[
@@ -83,7 +84,7 @@ pub fn help_text() -> String {
          Commands\n",
     );
     for (c, d) in META_COMMANDS {
-        s.push_str(&format!("  .{c:<10} {d}\n"));
+        let _ = writeln!(s, "  .{c:<10} {d}");
     }
     s.push_str("\nTab completes names; an unfinished block continues on the next line; Ctrl-C cancels the running line.");
     s

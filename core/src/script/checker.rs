@@ -62,8 +62,9 @@ pub fn unknown_calls(engine: &Engine, ast: &AST) -> Vec<UnknownCall> {
     ast.walk(&mut |path: &[ASTNode]| {
         // A call is an expression (`let a = f()`) or, on its own, a statement (`f();`).
         let call: Option<(&FnCallExpr, &Position)> = match path.last() {
-            Some(ASTNode::Expr(Expr::FnCall(call, pos))) => Some((call, pos)),
-            Some(ASTNode::Stmt(Stmt::FnCall(call, pos))) => Some((call, pos)),
+            Some(
+                ASTNode::Expr(Expr::FnCall(call, pos)) | ASTNode::Stmt(Stmt::FnCall(call, pos)),
+            ) => Some((call, pos)),
             _ => None,
         };
         if let Some((call, pos)) = call
@@ -92,7 +93,7 @@ mod tests {
     #[test]
     fn finds_typo_and_suggests() {
         let mut engine = Engine::new();
-        engine.register_fn("bastion", |s: &str| s.len() as i64);
+        engine.register_fn("bastion", |s: &str| i64::try_from(s.len()).unwrap_or(0));
         let ast = engine
             .compile(
                 "fn helper() { 1 }\nlet a = bastoin(\"x\");\nhelper();\nprint(a);\nfowrard(1);",

@@ -13,6 +13,8 @@
 //! `ErrorInModule`); [`Diagnostic::from_eval`] unwinds that chain into frames, innermost first,
 //! so the caret points at the failing line and each caller is listed below it.
 
+use std::fmt::Write as _;
+
 use rhai::{EvalAltResult, ParseError, Position};
 
 /// One place in a source.
@@ -133,13 +135,13 @@ impl Diagnostic {
         };
         if let Some(line) = first.pos.line() {
             let col = first.pos.position().unwrap_or(1);
-            out.push_str(&format!("  --> {}:{line}:{col}\n", first.file));
+            let _ = writeln!(out, "  --> {}:{line}:{col}", first.file);
             if let Some(text) = source_of(&first.file)
                 && let Some(src) = text.lines().nth(line - 1)
             {
                 let num = line.to_string();
                 let pad = " ".repeat(num.len());
-                out.push_str(&format!(" {pad} |\n {num} | {src}\n {pad} | "));
+                let _ = write!(out, " {pad} |\n {num} | {src}\n {pad} | ");
                 // Keep tabs so the caret lines up under tab-indented code.
                 let lead: String = src
                     .chars()
@@ -156,8 +158,12 @@ impl Diagnostic {
                 |l| format!("{}:{l}:{}", f.file, f.pos.position().unwrap_or(1)),
             );
             match &f.note {
-                Some(n) => out.push_str(&format!("   = {n} at {at}\n")),
-                None => out.push_str(&format!("   = at {at}\n")),
+                Some(n) => {
+                    let _ = writeln!(out, "   = {n} at {at}");
+                }
+                None => {
+                    let _ = writeln!(out, "   = at {at}");
+                }
             }
         }
         out
@@ -208,7 +214,7 @@ mod tests {
         assert!(text.starts_with("error: syntax error"), "{text}");
         assert!(text.contains("--> x.rhai:2:"), "{text}");
         assert!(text.contains(" 2 | let b = a +* 2;"), "{text}");
-        assert!(text.contains("^"), "{text}");
+        assert!(text.contains('^'), "{text}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ fn bind_spec(local: &Dynamic) -> crate::Result<BindSpec> {
             ))
         });
     }
-    if let Some(s) = local.clone().into_string().ok() {
+    if let Ok(s) = local.clone().into_string() {
         return BindSpec::parse(&s);
     }
     Err(crate::Error::invalid(format!(

@@ -40,13 +40,11 @@ mod runtime_api {
     /// forward(3307, "db:3306", b);
     /// wait();
     /// ```
-    #[rhai_fn(return_raw)]
-    pub fn wait(ctx: NativeCallContext) -> Result<(), Box<EvalAltResult>> {
+    pub fn wait(ctx: NativeCallContext) {
         let c = Context::of(&ctx);
         hold_forwards(&c);
         // Ctrl-C ended the wait, not the script: let the lines after wait() run.
         c.rt.reset_interrupt();
-        Ok(())
     }
 
     /// Sleeps for `secs` seconds (Ctrl-C interrupts).
