@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use aws_hop_lab::fixture::aws_hop_bin;
 
+use aws_hop_lab::TestHome;
+
 use crate::hop_common::{bastion_dest, trusted_home};
 use crate::lab;
 
@@ -15,8 +17,8 @@ struct Tmux {
 }
 
 impl Tmux {
-    fn start(command: &str) -> Tmux {
-        let socket = format!("aws-hop-test-{}", std::process::id());
+    fn start(name: &str, command: &str) -> Tmux {
+        let socket = format!("aws-hop-test-{}-{name}", std::process::id());
         let ok = Command::new("tmux")
             .args([
                 "-L",
@@ -115,11 +117,14 @@ impl Drop for Tmux {
 fn repl_prompt_multiline_completion_ctrl_c_and_forwards() {
     let lab = lab();
     let home = trusted_home(lab);
-    let t = Tmux::start(&format!(
-        "env HOME={} NO_COLOR=1 {}; sleep 30",
-        home.path().display(),
-        aws_hop_bin().display()
-    ));
+    let t = Tmux::start(
+        "main",
+        &format!(
+            "env HOME={} NO_COLOR=1 {}; sleep 30",
+            home.path().display(),
+            aws_hop_bin().display()
+        ),
+    );
     let secs = Duration::from_secs;
     t.wait_for("aws-hop> ", secs(10));
 
@@ -165,4 +170,82 @@ fn repl_prompt_multiline_completion_ctrl_c_and_forwards() {
         t.alive(),
         "the pane should still be there for the sleep after aws-hop"
     );
+}
+
+#[test]
+fn repl_asks_about_an_unknown_host_key_and_records_it_on_yes() {
+    let lab = lab();
+    let home = TestHome::new(lab); // empty known_hosts
+    let t = Tmux::start(
+        "ask",
+        &format!(
+            "env HOME={} NO_COLOR=1 {}; sleep 30",
+            home.path().display(),
+            aws_hop_bin().display()
+        ),
+    );
+    let secs = Duration::from_secs;
+    t.wait_for("aws-hop> ", secs(10));
+    t.line(&format!("let b = bastion(\"{}\");", bastion_dest(lab)));
+    t.wait_for(
+        "Are you sure you want to continue connecting (yes/no/[fingerprint])?",
+        secs(20),
+    );
+    t.line("yes");
+    t.wait_for("recorded host key", secs(10));
+    t.line("b.exec(\"echo from-$((6*7))\").stdout");
+    t.wait_for("=> \"from-42\\n\"", secs(10));
+    assert!(
+        home.read_known_hosts()
+            .contains(&lab.bastion_ip.to_string()),
+        "the key was not recorded:\n{}",
+        home.read_known_hosts()
+    );
+    // Declining refuses, and says so.
+    let home2 = TestHome::new(lab);
+    let t2 = Tmux::start(
+        "ask-no",
+        &format!(
+            "env HOME={} NO_COLOR=1 {}; sleep 30",
+            home2.path().display(),
+            aws_hop_bin().display()
+        ),
+    );
+    t2.wait_for("aws-hop> ", secs(10));
+    t2.line(&format!("let b = bastion(\"{}\");", bastion_dest(lab)));
+    t2.wait_for("(yes/no/[fingerprint])?", secs(20));
+    t2.line("no");
+    t2.wait_for("was not accepted, not connecting", secs(10));
+    assert_eq!(home2.read_known_hosts().trim(), "");
+}
+
+#[test]
+fn shell_hands_over_the_terminal_with_its_size_and_returns_the_status() {
+    let lab = lab();
+    let home = trusted_home(lab);
+    let t = Tmux::start(
+        "shell",
+        &format!(
+            "env HOME={} NO_COLOR=1 TERM=xterm {}; sleep 30",
+            home.path().display(),
+            aws_hop_bin().display()
+        ),
+    );
+    let secs = Duration::from_secs;
+    t.wait_for("aws-hop> ", secs(10));
+    t.line(&format!("bastion(\"{}\").shell()", bastion_dest(lab)));
+    // A remote prompt; the pty has the local window size (160x50 from tmux).
+    std::thread::sleep(secs(2));
+    t.line("echo remote-$((6*7)) size=$(stty size | tr ' ' x)");
+    t.wait_for("remote-42 size=50x160", secs(10));
+    // Resizing the local terminal reaches the remote pty.
+    t.tmux(&["resize-window", "-t", "repl", "-x", "100", "-y", "30"]);
+    std::thread::sleep(Duration::from_millis(500));
+    t.line("echo size2=$(stty size | tr ' ' x)");
+    t.wait_for("size2=30x100", secs(10));
+    // Exiting the remote shell returns to the REPL with its status.
+    t.line("exit 3");
+    t.wait_for("=> 3", secs(10));
+    t.line("1 + 1");
+    t.wait_for("=> 2", secs(10));
 }

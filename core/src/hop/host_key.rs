@@ -43,18 +43,15 @@ pub struct HostKeyCheck {
     pub policy: HostKeyPolicy,
     /// The name looked up in known_hosts (HostName, or HostKeyAlias).
     pub name: String,
-    /// The port (non-22 ports are looked up as `[name]:port`).
+    /// The port (non-22 ports are looked up as `[name]:port`). 22 for a HostKeyAlias, which
+    /// OpenSSH looks up as written.
     pub port: u16,
 }
 
 impl HostKeyCheck {
     /// The name as known_hosts shows it.
     fn shown(&self) -> String {
-        if self.port == 22 {
-            self.name.clone()
-        } else {
-            format!("[{}]:{}", self.name, self.port)
-        }
+        known_hosts::lookup_name(&self.name, self.port)
     }
 
     /// Accepts `key`, or says why not. May record the key (accept-new, or yes at the prompt).
@@ -70,7 +67,7 @@ impl HostKeyCheck {
                 file,
                 line,
             }),
-            HostKeyStatus::Unknown { other_keys } => {
+            HostKeyStatus::Unknown => {
                 let record_in = self
                     .known_hosts
                     .user_files()
@@ -79,9 +76,7 @@ impl HostKeyCheck {
                 let accept = match self.policy {
                     HostKeyPolicy::Strict => false,
                     HostKeyPolicy::AcceptNew => true,
-                    HostKeyPolicy::Ask => {
-                        ask(&self.shown(), &algorithm, &fingerprint, &other_keys)?
-                    }
+                    HostKeyPolicy::Ask => ask(&self.shown(), &algorithm, &fingerprint)?,
                 };
                 if !accept {
                     return Err(if self.policy == HostKeyPolicy::Ask {
@@ -113,28 +108,13 @@ impl HostKeyCheck {
 }
 
 /// Asks on the terminal, as OpenSSH does; true for "yes".
-fn ask(
-    host: &str,
-    algorithm: &str,
-    fingerprint: &str,
-    other: &[known_hosts::RecordedKey],
-) -> Result<bool> {
+fn ask(host: &str, algorithm: &str, fingerprint: &str) -> Result<bool> {
     use std::io::{BufRead, Write};
     let mut err = std::io::stderr().lock();
     let _ = writeln!(
         err,
         "The authenticity of host '{host}' can't be established.\n{algorithm} key fingerprint is {fingerprint}."
     );
-    for k in other {
-        let _ = writeln!(
-            err,
-            "This host is known by a {} key ({}) at {}:{}.",
-            k.algorithm,
-            k.fingerprint,
-            k.file.display(),
-            k.line
-        );
-    }
     loop {
         let _ = write!(
             err,

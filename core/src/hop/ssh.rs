@@ -25,6 +25,7 @@ use russh::client::{self, Handle};
 use russh::keys::PrivateKeyWithHashAlg;
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
+use russh::keys::ssh_key::{Algorithm, HashAlg};
 use russh::{ChannelOpenFailure, Preferred, cipher};
 use tokio::sync::Mutex as AsyncMutex;
 
@@ -170,15 +171,21 @@ impl SshHop {
             established: established.clone(),
             label: format!("ssh {label}"),
         };
-        let mut handle = match client::connect_stream(client_config(), stream, handler).await {
-            Ok(h) => h,
-            Err(e) => {
-                if let Some(why) = refusal.lock().expect("refusal lock").take() {
-                    return Err(why);
+        let recorded = o
+            .host_key
+            .known_hosts
+            .recorded_algorithms(&o.host_key.name, o.host_key.port)
+            .unwrap_or_default();
+        let mut handle =
+            match client::connect_stream(client_config(&recorded), stream, handler).await {
+                Ok(h) => h,
+                Err(e) => {
+                    if let Some(why) = refusal.lock().expect("refusal lock").take() {
+                        return Err(why);
+                    }
+                    return Err(handshake_error(&label, e));
                 }
-                return Err(handshake_error(&label, e));
-            }
-        };
+            };
         self.authenticate(&mut handle).await?;
         established.store(true, Ordering::SeqCst);
         tracing::debug!("ssh {label}: authenticated");
@@ -412,7 +419,36 @@ fn agent_available() -> bool {
 }
 
 /// russh client settings for tunnels (see the module docs for the measurements).
-fn client_config() -> Arc<client::Config> {
+///
+/// Host-key algorithms already recorded in known_hosts for this host go first, as OpenSSH
+/// orders them: otherwise a server with both an ECDSA key (recorded) and an ed25519 key
+/// would present ed25519, and the check would see a changed key.
+fn client_config(recorded: &[Algorithm]) -> Arc<client::Config> {
+    let mut keys: Vec<Algorithm> = Vec::new();
+    for alg in recorded {
+        let wanted: Vec<Algorithm> = match alg {
+            Algorithm::Rsa { .. } => vec![
+                Algorithm::Rsa {
+                    hash: Some(HashAlg::Sha512),
+                },
+                Algorithm::Rsa {
+                    hash: Some(HashAlg::Sha256),
+                },
+                Algorithm::Rsa { hash: None },
+            ],
+            other => vec![other.clone()],
+        };
+        for a in wanted {
+            if !keys.contains(&a) {
+                keys.push(a);
+            }
+        }
+    }
+    for a in Preferred::DEFAULT.key.iter() {
+        if !keys.contains(a) {
+            keys.push(a.clone());
+        }
+    }
     Arc::new(client::Config {
         nodelay: true,
         keepalive_interval: Some(Duration::from_secs(15)),
@@ -424,6 +460,7 @@ fn client_config() -> Arc<client::Config> {
                 cipher::CHACHA20_POLY1305,
                 cipher::AES_256_CTR,
             ]),
+            key: Cow::Owned(keys),
             ..Preferred::default()
         },
         ..Default::default()

@@ -64,6 +64,14 @@ pub fn open_ssh(
 async fn connect_chain(ctx: &Context, dest: &str, opts: &Options, via: Option<Hop>) -> Result<Hop> {
     let parsed = ssh_config::parse_destination(dest)?;
     let resolved = ssh_config::resolve(&parsed, None, &ctx.home)?;
+    if let Some(cmd) = &resolved.proxy_command
+        && via.is_none()
+    {
+        return Err(Error::invalid(format!(
+            "~/.ssh/config gives {dest} a ProxyCommand ({cmd}), which aws-hop does not run; use \
+             ProxyJump there, or reach it through a hop: bastion(\"{dest}\", #{{ via: hop }})"
+        )));
+    }
     let via = match via {
         Some(v) => Some(v),
         None if !resolved.proxy_jump.is_empty() => {
@@ -134,14 +142,20 @@ fn ssh_options(
         key_files,
         identities_only,
         agent,
-        host_key: HostKeyCheck {
-            known_hosts,
-            policy,
-            name: r
-                .host_key_alias
-                .clone()
-                .unwrap_or_else(|| r.hostname.clone()),
-            port,
+        host_key: match &r.host_key_alias {
+            // OpenSSH looks a HostKeyAlias up as written, without the port.
+            Some(alias) => HostKeyCheck {
+                known_hosts,
+                policy,
+                name: alias.clone(),
+                port: 22,
+            },
+            None => HostKeyCheck {
+                known_hosts,
+                policy,
+                name: r.hostname.clone(),
+                port,
+            },
         },
         via,
         timeout,
@@ -161,14 +175,18 @@ fn policy_from_config(v: Option<&str>) -> Option<HostKeyPolicy> {
 }
 
 fn default_known_hosts(ctx: &Context, r: &ssh_config::ResolvedHost) -> KnownHosts {
-    if r.user_known_hosts_files.is_empty() {
-        KnownHosts::openssh_default(&ctx.home)
+    let defaults = KnownHosts::openssh_default(&ctx.home);
+    let user = if r.user_known_hosts_files.is_empty() {
+        defaults.user_files().to_vec()
     } else {
-        let global: Vec<PathBuf> = KnownHosts::openssh_default(&ctx.home)
-            .global_files()
-            .to_vec();
-        KnownHosts::new(r.user_known_hosts_files.clone(), global)
-    }
+        r.user_known_hosts_files.clone()
+    };
+    let global: Vec<PathBuf> = if r.global_known_hosts_files.is_empty() {
+        defaults.global_files().to_vec()
+    } else {
+        r.global_known_hosts_files.clone()
+    };
+    KnownHosts::new(user, global)
 }
 
 fn exec_map(out: crate::hop::exec::ExecOutput) -> Map {
