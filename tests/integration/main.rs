@@ -19,10 +19,12 @@
 //! - `hop_forward`, `hop_multi`, `hop_bulk`: aws-hop forwards with real clients, multi-hop,
 //!   1 GiB each way and 200 concurrent connections, byte-checked.
 //! - `hop_host_keys`: unknown, accept-new and changed host keys.
+//! - `hop_auth`: ssh-agent, and passphrase-protected keys through it.
 //! - `hop_bad_input`: every user error gives its cause and fix, and nothing else breaks.
 //! - `hop_repl`: the REPL driven through tmux.
 
 mod fixture_selftest;
+mod hop_auth;
 mod hop_bad_input;
 mod hop_bulk;
 mod hop_common;
