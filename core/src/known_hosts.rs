@@ -43,6 +43,7 @@
 //! Not implemented: writing hashed names (`HashKnownHosts yes`): learned lines are plain, which
 //! OpenSSH reads the same; `CheckHostIP` (off by default since OpenSSH 8.5); `KnownHostsCommand`.
 
+use crate::openssh_match::{PatternMatch, match_pattern_list};
 use std::fmt;
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -590,7 +591,7 @@ fn hosts_match(hosts: &str, name: &str) -> Option<bool> {
     if hosts.starts_with('|') {
         hashed_name_matches(hosts, name)
     } else {
-        Some(match_pattern_list(name, hosts) == PatternMatch::Positive)
+        Some(match_pattern_list(name, hosts, true) == PatternMatch::Positive)
     }
 }
 
@@ -610,65 +611,6 @@ fn hashed_name_matches(field: &str, name: &str) -> Option<bool> {
     let hash = mac.finalize().into_bytes();
     let expected = format!("|1|{}|{}", BASE64.encode(&salt), BASE64.encode(hash));
     Some(expected == field)
-}
-
-/// The outcome of matching a name against a comma-separated pattern list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum PatternMatch {
-    /// No pattern matched.
-    None,
-    /// A pattern matched, and no negated one did.
-    Positive,
-    /// A negated pattern matched: the list does not apply.
-    Negated,
-}
-
-/// OpenSSH's `match_hostname`: case-insensitive `match_pattern_list`.
-fn match_pattern_list(name: &str, list: &str) -> PatternMatch {
-    let name = name.to_ascii_lowercase();
-    let mut positive = false;
-    for pattern in list.split(',') {
-        let (negated, pattern) = match pattern.strip_prefix('!') {
-            Some(p) => (true, p),
-            None => (false, pattern),
-        };
-        if match_pattern(&name, &pattern.to_ascii_lowercase()) {
-            if negated {
-                return PatternMatch::Negated;
-            }
-            positive = true;
-        }
-    }
-    if positive {
-        PatternMatch::Positive
-    } else {
-        PatternMatch::None
-    }
-}
-
-/// OpenSSH's `match_pattern`: the whole of `s` against `pattern`, where `*` matches any bytes
-/// and `?` exactly one.
-fn match_pattern(s: &str, pattern: &str) -> bool {
-    let (s, p) = (s.as_bytes(), pattern.as_bytes());
-    let (mut si, mut pi) = (0, 0);
-    // Where the last `*` was, and the position in `s` it currently stands for.
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        if pi < p.len() && (p[pi] == b'?' || (p[pi] != b'*' && p[pi] == s[si])) {
-            si += 1;
-            pi += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, si));
-            pi += 1;
-        } else if let Some((star_p, star_s)) = star {
-            pi = star_p + 1;
-            si = star_s + 1;
-            star = Some((star_p, star_s + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// Refuses names that would not read back as one literal pattern.
@@ -1244,14 +1186,14 @@ mod tests {
         assert!(!match_pattern("abcd", "a*c"));
         assert!(match_pattern("a.b.c", "*.c"));
         assert!(match_pattern("ac", "a**c"));
-        assert_eq!(match_pattern_list("x", "a,,b"), PatternMatch::None);
-        assert_eq!(match_pattern_list("", "a,,b"), PatternMatch::Positive);
+        assert_eq!(match_pattern_list("x", "a,,b", true), PatternMatch::None);
+        assert_eq!(match_pattern_list("", "a,,b", true), PatternMatch::Positive);
         assert_eq!(
-            match_pattern_list("Web1", "WEB?,!web2"),
+            match_pattern_list("Web1", "WEB?,!web2", true),
             PatternMatch::Positive
         );
         assert_eq!(
-            match_pattern_list("web2", "WEB?,!web2"),
+            match_pattern_list("web2", "WEB?,!web2", true),
             PatternMatch::Negated
         );
     }

@@ -17,7 +17,8 @@
 //!   `direct` TCP, or an SSH session (`hop::ssh`) that may itself run over another hop's stream.
 //! - [`forward`]: local listeners, the per-connection pump, the registry of live forwards.
 //! - [`strategy`]: strategy plugins (`plugins/*.rhai`): loading and the contract check.
-//! - [`known_hosts`], [`ssh_config`], [`keys`]: OpenSSH's files and keys, read as OpenSSH does.
+//! - [`known_hosts`], [`ssh_config`], [`keys`]: OpenSSH's files and keys, read as OpenSSH does
+//!   (`openssh_match`: the host-pattern rules both files share).
 //! - [`runtime`]: the one tokio runtime, and cancellation (Ctrl-C) shared by every blocking wait.
 //! - [`events`]: messages from background tasks (a forward lost its bastion, ...) to the user.
 //!
@@ -30,6 +31,7 @@ pub mod forward;
 pub mod hop;
 pub mod keys;
 pub mod known_hosts;
+mod openssh_match;
 pub mod repl;
 pub mod runtime;
 pub mod script;

@@ -46,6 +46,7 @@
 //! `%L`, `%T` tokens and `~otheruser/` paths (an error names them); the owner check on config
 //! files (only group/other write bits are checked); service names as ports.
 
+use crate::openssh_match::{PatternMatch, match_pattern, match_pattern_list};
 use std::fmt;
 use std::fs;
 use std::io;
@@ -1347,74 +1348,6 @@ fn expand_path(
     let tilde = tilde_expand(s, home)?;
     let text = tilde.to_str().ok_or("the path is not UTF-8")?;
     expand(text, tokens, Some(env)).map(PathBuf::from)
-}
-
-/// The outcome of matching against a comma-separated pattern list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum PatternMatch {
-    /// No pattern matched.
-    None,
-    /// A pattern matched, and no negated one did.
-    Positive,
-    /// A negated pattern matched.
-    Negated,
-}
-
-/// OpenSSH's `match_pattern_list`; `fold_case` lowercases both sides (`match_hostname`).
-fn match_pattern_list(s: &str, list: &str, fold_case: bool) -> PatternMatch {
-    let s = if fold_case {
-        s.to_ascii_lowercase()
-    } else {
-        s.to_owned()
-    };
-    let mut positive = false;
-    for pattern in list.split(',') {
-        let (negated, pattern) = match pattern.strip_prefix('!') {
-            Some(p) => (true, p),
-            None => (false, pattern),
-        };
-        let pattern = if fold_case {
-            pattern.to_ascii_lowercase()
-        } else {
-            pattern.to_owned()
-        };
-        if match_pattern(&s, &pattern) {
-            if negated {
-                return PatternMatch::Negated;
-            }
-            positive = true;
-        }
-    }
-    if positive {
-        PatternMatch::Positive
-    } else {
-        PatternMatch::None
-    }
-}
-
-/// OpenSSH's `match_pattern`: the whole of `s` against `pattern`; `*` matches any bytes, `?`
-/// exactly one.
-fn match_pattern(s: &str, pattern: &str) -> bool {
-    let (s, p) = (s.as_bytes(), pattern.as_bytes());
-    let (mut si, mut pi) = (0, 0);
-    // Where the last `*` was, and the position in `s` it currently stands for.
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        if pi < p.len() && (p[pi] == b'?' || (p[pi] != b'*' && p[pi] == s[si])) {
-            si += 1;
-            pi += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, si));
-            pi += 1;
-        } else if let Some((star_p, star_s)) = star {
-            pi = star_p + 1;
-            si = star_s + 1;
-            star = Some((star_p, star_s + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// glob(3) as `Include` uses it: `*`, `?`, `[...]` and `\` escapes per path component, no match

@@ -195,13 +195,8 @@ impl SshHop {
     /// Offers keys in OpenSSH's order: named files, then the agent, then `~/.ssh/id_*`.
     async fn authenticate(&self, handle: &mut Handle<Client>) -> Result<()> {
         let o = &self.opts;
-        let label = self.label();
         let mut tried: Vec<String> = Vec::new();
         let mut agent_for_encrypted = false;
-        let auth_err = |e: russh::Error| Error::Ssh {
-            host: label.clone(),
-            source: e,
-        };
 
         for path in &o.key_files {
             let key = match keys::load_key_file(path) {
@@ -219,21 +214,7 @@ impl SshHop {
                     continue;
                 }
             };
-            tried.push(format!(
-                "key {} ({})",
-                path.display(),
-                keys::fingerprint(&key)
-            ));
-            let hash = handle
-                .best_supported_rsa_hash()
-                .await
-                .map_err(auth_err)?
-                .flatten();
-            let res = handle
-                .authenticate_publickey(&o.user, PrivateKeyWithHashAlg::new(key, hash))
-                .await
-                .map_err(auth_err)?;
-            if res.success() {
+            if self.offer_key(handle, path, key, &mut tried).await? {
                 return Ok(());
             }
         }
@@ -253,21 +234,7 @@ impl SshHop {
                 let Ok(key) = keys::load_key_file(&path) else {
                     continue;
                 };
-                tried.push(format!(
-                    "key {} ({})",
-                    path.display(),
-                    keys::fingerprint(&key)
-                ));
-                let hash = handle
-                    .best_supported_rsa_hash()
-                    .await
-                    .map_err(auth_err)?
-                    .flatten();
-                let res = handle
-                    .authenticate_publickey(&o.user, PrivateKeyWithHashAlg::new(key, hash))
-                    .await
-                    .map_err(auth_err)?;
-                if res.success() {
+                if self.offer_key(handle, &path, key, &mut tried).await? {
                     return Ok(());
                 }
             }
@@ -284,6 +251,35 @@ impl SshHop {
                 tried.join(", ")
             },
         })
+    }
+
+    /// Offers one key file's key; true if the server accepted it.
+    async fn offer_key(
+        &self,
+        handle: &mut Handle<Client>,
+        path: &std::path::Path,
+        key: Arc<russh::keys::PrivateKey>,
+        tried: &mut Vec<String>,
+    ) -> Result<bool> {
+        let ssh_err = |e| Error::Ssh {
+            host: self.label(),
+            source: e,
+        };
+        tried.push(format!(
+            "key {} ({})",
+            path.display(),
+            keys::fingerprint(&key)
+        ));
+        let hash = handle
+            .best_supported_rsa_hash()
+            .await
+            .map_err(ssh_err)?
+            .flatten();
+        let res = handle
+            .authenticate_publickey(&self.opts.user, PrivateKeyWithHashAlg::new(key, hash))
+            .await
+            .map_err(ssh_err)?;
+        Ok(res.success())
     }
 
     /// Offers every agent identity; true once one is accepted.
