@@ -669,6 +669,7 @@ fn shell_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::openssh_match::match_pattern;
 
     /// ed25519 key "A" (`ssh-keygen -t ed25519`), SHA256:He4uPb6Dmz7Q/x2HMPFU5iPheF0mdBeHOQmE3jvr8Kc.
     const KEY_A: &str =
