@@ -27,6 +27,8 @@ PACKAGES=(
   util-linux          # setpriv (run initdb/pg_ctl as postgres), mountpoint
   passwd              # useradd, usermod, userdel
   ca-certificates     # harmless, keeps apt happy on minimal images
+  python3-venv        # the venv of the AWS fakes (moto and tests/aws_fakes)
+  openssl             # the lab CA and the fakes' TLS certificate
 )
 
 if [ "$(id -u)" != 0 ]; then
@@ -56,4 +58,29 @@ for b in /usr/sbin/sshd /usr/sbin/mariadbd ssh ssh-keygen mariadb mariadb-instal
   command -v "$b" >/dev/null || { echo "setup.sh: $b not found after install" >&2; exit 1; }
 done
 ls -d /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "setup.sh: no PostgreSQL server (initdb) found" >&2; exit 1; }
+
+# The AWS side of the lab (tests/aws_fakes): moto plus our own front, in a venv at a
+# fixed path that the lab looks for (tests/src/lab/aws.rs, VENV). Pinned: the fakes rely
+# on moto's quirks and on botocore's signer. The venv is rebuilt only when the pins
+# change (their list is recorded in the venv), so a second run takes a fraction of a
+# second.
+VENV=/opt/aws-hop-lab/venv
+PINS=(
+  'moto[server]==5.2.5'  # EC2, RDS, ELBv2, STS, ec2-instance-connect (stub) emulator
+  'boto3==1.44.5'        # seeding moto, and the Python clients of the aws_lab tests
+  'botocore==1.44.5'     # SigV4 verification in the fakes (its own signer recomputes)
+  'websockets==17.4'     # the fake EICE endpoint and its test client
+)
+if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.pins" 2>/dev/null)" = "${PINS[*]}" ]; then
+  echo "setup.sh: venv $VENV up to date"
+else
+  echo "setup.sh: creating $VENV (${PINS[*]})"
+  rm -rf "$VENV"
+  # Debian's python3, not whatever python3 comes first in PATH (pyenv shims).
+  /usr/bin/python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${PINS[@]}"
+  echo "${PINS[*]}" > "$VENV/.pins"
+fi
+"$VENV/bin/python" -c 'import moto, boto3, botocore, websockets' \
+  || { echo "setup.sh: $VENV is broken; remove it and run again" >&2; exit 1; }
 echo "setup.sh: ready"

@@ -22,7 +22,10 @@
 //! - `hop_auth`: ssh-agent, and passphrase-protected keys through it.
 //! - `hop_bad_input`: every user error gives its cause and fix, and nothing else breaks.
 //! - `hop_repl`: the REPL driven through tmux.
+//! - `aws_lab`: the lab's AWS side (moto and the fakes) through boto3, websockets and
+//!   OpenSSH: discovery, SigV4 refusals, SendSSHPublicKey with a real login, EICE tunnels.
 
+mod aws_lab;
 mod fixture_selftest;
 mod hop_auth;
 mod hop_bad_input;

@@ -46,14 +46,19 @@ pub struct LabConfig {
     /// Local account the SSH logins use; created by `up` if missing (and then removed by
     /// `down`).
     pub user: String,
+    /// Whether `up` also brings up the AWS side (the `<prefix>-aws` namespace with moto
+    /// and the fakes, see `lab::aws`). On for `hop-lab up` unless `LAB_AWS=0`; off in
+    /// [`LabConfig::unique`] (tests add it with `Lab::up_aws`).
+    pub aws: bool,
 }
 
 /// Second octets that [`LabConfig::unique`] may pick: `10.200.0.0/16` to `10.250.0.0/16`.
 const UNIQUE_OCTETS: std::ops::RangeInclusive<u16> = 200..=250;
 
 impl Default for LabConfig {
-    /// The built-in defaults (`vpclab`, `10.231`, `/tmp/vpc-lab`, `hoplab`), each
-    /// overridden by `LAB_PREFIX`, `LAB_NET`, `LAB_DIR` or `LAB_USER` when set.
+    /// The built-in defaults (`vpclab`, `10.231`, `/tmp/vpc-lab`, `hoplab`, AWS side on),
+    /// each overridden by `LAB_PREFIX`, `LAB_NET`, `LAB_DIR`, `LAB_USER` or `LAB_AWS`
+    /// (`0` for off) when set.
     fn default() -> Self {
         let builtin = Self::builtin();
         let var = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
@@ -62,6 +67,7 @@ impl Default for LabConfig {
             net: var("LAB_NET").unwrap_or(builtin.net),
             dir: var("LAB_DIR").map_or(builtin.dir, PathBuf::from),
             user: var("LAB_USER").unwrap_or(builtin.user),
+            aws: var("LAB_AWS").map_or(builtin.aws, |v| v != "0"),
         }
     }
 }
@@ -74,6 +80,7 @@ impl LabConfig {
             net: "10.231".into(),
             dir: PathBuf::from("/tmp/vpc-lab"),
             user: "hoplab".into(),
+            aws: true,
         }
     }
 
@@ -104,6 +111,9 @@ impl LabConfig {
                 net: net.clone(),
                 dir: PathBuf::from(format!("/tmp/aws-hop-lab-hl{octet}")),
                 user: format!("hl{octet}"),
+                // The AWS side costs about 4 s at `up`; tests that need it add it with
+                // `Lab::up_aws` (see `Lab::shared_aws`).
+                aws: false,
             };
             if config.has_leftovers() {
                 continue;
@@ -139,6 +149,8 @@ impl LabConfig {
             net: get("LAB_NET")?,
             dir: PathBuf::from(get("LAB_DIR")?),
             user: get("LAB_USER")?,
+            // Absent in a lab.env written before the AWS side existed.
+            aws: get("LAB_AWS").is_ok_and(|v| v != "0"),
         };
         config.validate()?;
         Ok(config)
@@ -185,6 +197,7 @@ impl LabConfig {
             |suffix: &str| Path::new("/run/netns").join(format!("{}-{suffix}", self.prefix));
         ns_file("pub").exists()
             || ns_file("priv").exists()
+            || ns_file("aws").exists()
             || Path::new("/etc/netns")
                 .join(format!("{}-pub", self.prefix))
                 .exists()

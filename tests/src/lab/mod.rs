@@ -10,9 +10,11 @@
 //! - `state`: the tmpfs state directory and `lab.env`; `net`: namespaces, veths, routes,
 //!   hosts files; `user`: the login account; `keys`: keys, known_hosts, ssh_config;
 //! - `sshd`, `mariadb`, `postgres`: the daemons, each with its start/stop methods;
+//! - `aws`: the AWS side (moto and the Python fakes in `<prefix>-aws`), [`AwsLab`];
 //! - `teardown`: `down`; `preflight`: root and packages;
 //! - `exec`, `process`, `netns`, `progress`: commands, PIDs, in-namespace sockets, logs.
 
+mod aws;
 mod claim;
 mod config;
 mod exec;
@@ -40,6 +42,7 @@ use std::{io, thread};
 
 use anyhow::{Context, Result, bail};
 
+pub use aws::{AwsIds, AwsLab, with_hosts_file};
 pub use claim::CLAIM_DIR;
 pub use config::{ENV_FILE, LabConfig};
 pub use exec::{describe, ns_command, output_with_timeout};
@@ -127,6 +130,9 @@ pub struct Lab {
     pub db_password: &'static str,
     /// `hopdb`.
     pub db_name: &'static str,
+    /// The AWS side: its namespace, addresses, credentials, CA and hosts file. Present
+    /// whether or not [`LabConfig::aws`] is on (then nothing of it runs).
+    pub aws: AwsLab,
     veth_root: String,
     veth_pub_tmp: String,
     veth_pub2_tmp: String,
@@ -181,6 +187,7 @@ impl Lab {
             veth_pub2_tmp: format!("{short}-p1"),
             veth_priv_tmp: format!("{short}-v0"),
             next_sink_port: AtomicU16::new(20000),
+            aws: AwsLab::new(&config.prefix, &config.net, &config.dir)?,
             config,
         })
     }
@@ -206,20 +213,29 @@ impl Lab {
         let mut logs: Vec<PathBuf> = sshd::Sshd::ALL.iter().map(|s| s.log_file(self)).collect();
         logs.push(mariadb::error_log(self));
         logs.push(postgres::log_file(self));
+        if self.config.aws {
+            logs.push(self.log_dir().join("moto.log"));
+            logs.push(self.log_dir().join("aws-front.log"));
+        }
         logs
     }
 
     /// Brings the lab up: state directory, network, user and keys, then the three sshds,
-    /// MariaDB and PostgreSQL (in parallel). Idempotent: what exists is kept and only dead
+    /// MariaDB, PostgreSQL and, with [`LabConfig::aws`], the AWS side (in parallel). Idempotent: what exists is kept and only dead
     /// daemons are restarted. Progress goes to stderr; on error, what failed and the log
     /// to read. A failed `up` leaves its partial state for inspection: run [`Lab::down`].
     pub fn up(&self) -> Result<()> {
         let progress = Progress::new(&self.config.prefix, "up");
         preflight::check()?;
+        if self.config.aws {
+            aws::preflight()?;
+        }
         progress.step(&format!("state in {}", self.config.dir.display()));
         self.prepare_state()?;
         progress.step("namespaces + veth");
         net::up(self)?;
+        // Before any sshd starts: their configs name it.
+        aws::install_authorized_keys_command()?;
         progress.step("user + keys");
         user::up(self)?;
         keys::up(self)?;
@@ -232,7 +248,14 @@ impl Lab {
             });
             let mariadb = s.spawn(|| mariadb::up(self, &progress));
             let postgres = s.spawn(|| postgres::up(self, &progress));
-            [sshds, mariadb, postgres]
+            let aws = s.spawn(|| {
+                if self.config.aws {
+                    aws::net_up(self).and_then(|()| aws::up(self, &progress))
+                } else {
+                    Ok(())
+                }
+            });
+            [sshds, mariadb, postgres, aws]
                 .into_iter()
                 .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
                 .collect()
@@ -253,10 +276,22 @@ impl Lab {
         Ok(())
     }
 
+    /// Brings up the AWS side alone (see `lab::aws`) on a lab that is up, whatever
+    /// [`LabConfig::aws`] says: for tests that need it on a lab brought up without it.
+    /// Idempotent.
+    pub fn up_aws(&self) -> Result<()> {
+        let progress = Progress::new(&self.config.prefix, "up-aws");
+        aws::preflight()?;
+        aws::net_up(self)?;
+        aws::up(self, &progress)?;
+        progress.step(&format!("aws up in {:.2} s", progress.elapsed_secs()));
+        Ok(())
+    }
+
     /// The lab as KEY=VALUE pairs (`tests/README.md` describes each key).
     pub fn env(&self) -> Vec<(String, String)> {
         let path = |p: &Path| p.display().to_string();
-        [
+        let mut env = [
             ("LAB_PREFIX", self.config.prefix.clone()),
             ("LAB_NET", self.config.net.clone()),
             ("LAB_DIR", path(&self.config.dir)),
@@ -287,10 +322,38 @@ impl Lab {
             ("DB_USER", self.db_user.to_owned()),
             ("DB_PASSWORD", self.db_password.to_owned()),
             ("DB_NAME", self.db_name.to_owned()),
+            (
+                "LAB_AWS",
+                if self.config.aws { "1" } else { "0" }.to_owned(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+        .collect::<Vec<_>>();
+        if self.config.aws || self.aws.ids().is_ok() {
+            let aws = &self.aws;
+            env.extend(
+                [
+                    ("NS_AWS", aws.ns.clone()),
+                    ("AWS_API_IP", aws.api_ip.to_string()),
+                    ("AWS_EICE_IP", aws.eice_ip.to_string()),
+                    ("AWS_SUBNET_IP", aws.subnet_ip.to_string()),
+                    ("AWS_REGION", aws.region.to_owned()),
+                    ("AWS_ACCESS_KEY_ID", aws.access_key_id.to_owned()),
+                    ("AWS_SECRET_ACCESS_KEY", aws.secret_access_key.to_owned()),
+                    ("AWS_CA", path(&aws.ca)),
+                    ("AWS_HOSTS", path(&aws.hosts)),
+                    ("AWS_VENV", aws::VENV.to_owned()),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v)),
+            );
+            // Known once seeded: ids, the endpoint, the RDS endpoint.
+            if let Ok(ids) = aws.ids() {
+                env.extend(ids.values);
+            }
+        }
+        env
     }
 
     /// [`Lab::env`] as text: one `KEY=VALUE` line each.

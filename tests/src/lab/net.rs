@@ -50,21 +50,27 @@ fn has_link(ns: &str, name: &str) -> bool {
     exec::succeeds(Command::new("ip").args(["-n", ns, "link", "show", name]))
 }
 
+/// Creates namespace `ns` (replacing a stale name), with `lo` up and no forwarding.
+pub(super) fn ensure_ns(ns: &str) -> Result<()> {
+    if ns_file(ns).exists() && !ns_works(ns) {
+        // Stale name (e.g. /run survived the namespace): `ip netns add` would say
+        // "File exists".
+        delete_ns(ns);
+    }
+    if !ns_file(ns).exists() {
+        ip(&["netns", "add", ns])?;
+    }
+    ip_in(ns, &["link", "set", "lo", "up"])?;
+    // No forwarding: neither the bastion nor the aws namespace may route the laptop's
+    // packets into the private subnet (isolation layer 2).
+    exec::run(ns_command(ns, "sysctl").args(["-qw", "net.ipv4.ip_forward=0"]))?;
+    Ok(())
+}
+
 /// Builds (or repairs) the namespaces, links, addresses, route and hosts files.
 pub(super) fn up(lab: &Lab) -> Result<()> {
     for ns in [&lab.ns_pub, &lab.ns_priv] {
-        if ns_file(ns).exists() && !ns_works(ns) {
-            // Stale name (e.g. /run survived the namespace): `ip netns add` would say
-            // "File exists".
-            delete_ns(ns);
-        }
-        if !ns_file(ns).exists() {
-            ip(&["netns", "add", ns])?;
-        }
-        ip_in(ns, &["link", "set", "lo", "up"])?;
-        // No forwarding: the bastion must not route the laptop's packets into the
-        // private subnet (isolation layer 2).
-        exec::run(ns_command(ns, "sysctl").args(["-qw", "net.ipv4.ip_forward=0"]))?;
+        ensure_ns(ns)?;
     }
 
     let octet = |last: &str| format!("{}.{last}", lab.config.net);
@@ -170,12 +176,13 @@ pub(super) fn up(lab: &Lab) -> Result<()> {
 
 /// `/etc/netns/<ns>/hosts` for both namespaces: `ip netns exec` bind-mounts it over
 /// `/etc/hosts`, so the lab names resolve there (the bastion, for `ssh -L` targets; the
-/// private instance too, for multi-hop) and nowhere else.
-fn write_hosts(lab: &Lab) -> Result<()> {
+/// private instance too, for multi-hop) and nowhere else. With the AWS side seeded,
+/// the RDS endpoint's name too, as an RDS endpoint resolves inside its VPC.
+pub(super) fn write_hosts(lab: &Lab) -> Result<()> {
     let text = format!(
         "127.0.0.1 localhost\n\
          ::1 localhost ip6-localhost ip6-loopback\n\
-         {} {}\n{} {}\n{} {}\n{} {}\n",
+         {} {}\n{} {}\n{} {}\n{} {}\n{}",
         lab.bastion_ip,
         lab.bastion_host,
         lab.mariadb_ip,
@@ -184,6 +191,7 @@ fn write_hosts(lab: &Lab) -> Result<()> {
         lab.postgres_host,
         lab.instance_ip,
         lab.instance_host,
+        super::aws::vpc_hosts(lab),
     );
     for ns in [&lab.ns_pub, &lab.ns_priv] {
         let dir = Path::new("/etc/netns").join(ns);
@@ -216,15 +224,16 @@ pub(super) fn delete_ns(ns: &str) {
 /// Removes this lab's namespaces, root-side interface, route and hosts files. Every step
 /// tolerates "already gone".
 pub(super) fn down(lab: &Lab) {
-    for ns in [&lab.ns_pub, &lab.ns_priv] {
+    for ns in [&lab.ns_pub, &lab.ns_priv, &lab.aws.ns] {
         if ns_file(ns).exists() {
             delete_ns(ns);
         }
     }
     let _ = exec::run(Command::new("ip").args(["link", "del", &lab.veth_root]));
+    let _ = exec::run(Command::new("ip").args(["link", "del", lab.aws.veth_root()]));
     let route = format!("{}.0.0/16", lab.config.net);
     let _ = exec::run(Command::new("ip").args(["route", "del", "unreachable", &route]));
-    for ns in [&lab.ns_pub, &lab.ns_priv] {
+    for ns in [&lab.ns_pub, &lab.ns_priv, &lab.aws.ns] {
         let _ = fs::remove_dir_all(Path::new("/etc/netns").join(ns));
     }
     // Only if empty: other labs may be using it.
@@ -234,7 +243,7 @@ pub(super) fn down(lab: &Lab) {
 /// Is anything of this lab's network still present? For tests of `down`.
 pub(super) fn leftovers(lab: &Lab) -> Vec<String> {
     let mut found = Vec::new();
-    for ns in [&lab.ns_pub, &lab.ns_priv] {
+    for ns in [&lab.ns_pub, &lab.ns_priv, &lab.aws.ns] {
         if ns_file(ns).exists() {
             found.push(format!("namespace {ns}"));
         }
@@ -242,8 +251,10 @@ pub(super) fn leftovers(lab: &Lab) -> Vec<String> {
             found.push(format!("/etc/netns/{ns}"));
         }
     }
-    if has_link_in_root(&lab.veth_root) {
-        found.push(format!("interface {}", lab.veth_root));
+    for link in [&lab.veth_root, lab.aws.veth_root()] {
+        if has_link_in_root(link) {
+            found.push(format!("interface {link}"));
+        }
     }
     let routes = ip(&["route"]).unwrap_or_default();
     let prefix = format!("{}.", lab.config.net);

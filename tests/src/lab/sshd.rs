@@ -91,7 +91,11 @@ impl Sshd {
 
     fn config(self, lab: &Lab) -> String {
         let forwarding = if self == Sshd::NoForward { "no" } else { "yes" };
-        format!(
+        let eic_ip = match self {
+            Sshd::Bastion | Sshd::NoForward => lab.bastion_ip,
+            Sshd::Instance => lab.instance_ip,
+        };
+        let mut config = format!(
             "# Own config: the system /etc/ssh/sshd_config is NOT read when -f is given.\n\
              ListenAddress {addr}\n\
              HostKey {host_key}\n\
@@ -119,7 +123,11 @@ impl Sshd {
             pid_file = self.pid_file(lab).display(),
             authorized = lab.config.dir.join("keys/authorized_keys").display(),
             user = lab.user,
-        )
+        );
+        // Keys pushed by SendSSHPublicKey for this instance (by its private IP); the
+        // command prints nothing when the AWS side is off.
+        config.push_str(&super::aws::sshd_config_lines(lab, eic_ip));
+        config
     }
 }
 

@@ -1,8 +1,9 @@
 //! `down`: stop everything this lab started and remove everything it created, in an
 //! order that works from any partial state and that may be repeated.
 //!
-//! 1. The daemons, by their pid files: the three sshds (TERM), mariadbd (TERM) and the
-//!    postmaster (INT, PostgreSQL's fast shutdown); KILL after 10 s.
+//! 1. The daemons, by their pid files: the three sshds (TERM), mariadbd (TERM), the
+//!    postmaster (INT, PostgreSQL's fast shutdown), moto and the AWS front (TERM); KILL
+//!    after 10 s.
 //! 2. Whatever still runs inside the lab's namespaces: per-connection sshd children that
 //!    keep tunnels alive after their listener died (gotcha 13), remote commands, test
 //!    servers. `ip netns pids` lists them; nothing outside the namespaces is touched.
@@ -19,7 +20,7 @@ use nix::sys::signal::Signal;
 
 use super::progress::Progress;
 use super::sshd::Sshd;
-use super::{Lab, claim, mariadb, net, postgres, process, state, user};
+use super::{Lab, aws, claim, mariadb, net, postgres, process, state, user};
 
 impl Lab {
     /// Stops and removes everything this lab started or created (see the module docs).
@@ -35,10 +36,11 @@ impl Lab {
         }
         daemons.extend(mariadb::stop_target(self));
         daemons.extend(postgres::stop_target(self));
+        daemons.extend(aws::stop_targets(self));
         process::stop(&daemons, &progress);
 
         let mut leftovers = Vec::new();
-        for ns in [&self.ns_pub, &self.ns_priv] {
+        for ns in [&self.ns_pub, &self.ns_priv, &self.aws.ns] {
             for pid in process::ns_pids(ns) {
                 if process::alive(pid) {
                     let what = format!("leftover in {ns}: {}", process::short_cmdline(pid));
