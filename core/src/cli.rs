@@ -74,6 +74,7 @@ enum Command {
 
 /// The whole program: parse the command line, set up, dispatch.
 pub fn run() -> ExitCode {
+    crate::aws::ws_stream::install_crypto_provider();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     match dispatch(cli) {

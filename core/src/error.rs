@@ -116,6 +116,32 @@ pub enum Error {
     #[error("{what}: connection closed{why}", why = if why.is_empty() { String::new() } else { format!(" ({why})") })]
     Closed { what: String, why: String },
 
+    /// An EC2 Instance Connect Endpoint answered the tunnel request with an HTTP status
+    /// instead of switching to a WebSocket.
+    #[error(
+        "the EICE endpoint {host} refused to open the tunnel: HTTP {status}{request}{shown}{hint}",
+        request = request_id.as_deref().map(|r| format!(" (request id {r})")).unwrap_or_default(),
+        shown = if body.is_empty() { String::new() } else { format!(": {body}") },
+        hint = eice_refused_hint(*status)
+    )]
+    EiceRefused {
+        host: String,
+        status: u16,
+        /// The `x-amzn-RequestId` header, for AWS support.
+        request_id: Option<String>,
+        /// The start of the answer's body (the service's JSON error), at most 300 bytes.
+        body: String,
+    },
+
+    /// An EC2 Instance Connect Endpoint could not be reached, or TLS or the WebSocket
+    /// handshake with it failed.
+    #[error("cannot open an EICE tunnel through {host}: {reason}; {hint}")]
+    EiceConnect {
+        host: String,
+        reason: String,
+        hint: String,
+    },
+
     /// The user pressed Ctrl-C.
     #[error("interrupted (Ctrl-C)")]
     Interrupted,
@@ -153,6 +179,28 @@ fn connect_hint(e: &io::Error) -> &'static str {
         io::ErrorKind::TimedOut => {
             "; no answer: a security group or firewall may drop the traffic, or the host is down"
         }
+        _ => "",
+    }
+}
+
+/// The fix to suggest when an EICE endpoint refuses a tunnel, by HTTP status.
+fn eice_refused_hint(status: u16) -> &'static str {
+    match status {
+        400 => {
+            "; check the endpoint id, that the private IP is in the endpoint's VPC, and the port \
+             (22 or 3389)"
+        }
+        401 | 403 => {
+            "; check this machine's clock (a presigned URL is valid 60 s), and that your \
+             credentials may call ec2-instance-connect:OpenTunnel on this endpoint (a policy \
+             condition on maxTunnelDuration needs a matching max duration)"
+        }
+        404 => "; check the endpoint's DNS name (DescribeInstanceConnectEndpoints gives it)",
+        429 => {
+            "; too many requests or open tunnels for this endpoint: close some, or wait a \
+             moment and try again"
+        }
+        500..=599 => "; the service failed: wait a moment and try again",
         _ => "",
     }
 }

@@ -15,6 +15,7 @@
 //!   file:line:col) and `script::bindings`, one `register(engine)` per binding area.
 //! - [`hop`]: transports. A [`hop::Hop`] opens a byte stream to `host:port` through itself:
 //!   `direct` TCP, or an SSH session (`hop::ssh`) that may itself run over another hop's stream.
+//! - [`aws`]: AWS wire protocols under the hops: the presigned EICE URL, its WebSocket stream.
 //! - [`forward`]: local listeners, the per-connection pump, the registry of live forwards.
 //! - [`strategy`]: strategy plugins (`plugins/*.rhai`): loading and the contract check.
 //! - [`known_hosts`], [`ssh_config`], [`keys`]: OpenSSH's files and keys, read as OpenSSH does
@@ -24,6 +25,7 @@
 //!
 //! Errors: the library's own enum is [`Error`] (thiserror); `anyhow` is used only in [`cli`].
 
+pub mod aws;
 pub mod cli;
 pub mod error;
 pub mod events;
