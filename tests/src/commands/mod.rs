@@ -5,12 +5,19 @@
 //! - `down`: tear it down (`--dir DIR`: the lab whose state is in DIR);
 //! - `env`: print the KEY=VALUE lines without touching anything;
 //! - `watch`: the guard that tears a lab down when a process exits;
-//! - `serve`: a test server (echo, sink, source, greet).
+//! - `serve`: a test server (echo, sink, source, greet);
+//! - `demo`: aws-hop reaching the lab's private databases, start to finish, in a lab of
+//!   its own;
+//! - `bench`: aws-hop against OpenSSH `ssh -N -L` on the same lab path, with PASS/MISS
+//!   per target.
 //!
 //! `up`, `down` and `env` use `LabConfig::default()`: the built-in `vpclab` lab unless
 //! LAB_PREFIX, LAB_NET, LAB_DIR or LAB_USER say otherwise. Progress goes to stderr;
-//! stdout carries only KEY=VALUE lines (or the server's `listening on` line).
+//! stdout carries only KEY=VALUE lines (or the server's `listening on` line), except for
+//! `demo` and `bench`, whose stdout is their report.
 
+mod bench;
+mod demo;
 mod down;
 mod env;
 mod serve;
@@ -43,6 +50,10 @@ enum Commands {
     Watch(watch::Args),
     /// Run a test server on ADDR (run it in a namespace with `ip netns exec`).
     Serve(serve::Args),
+    /// Show aws-hop reaching private databases through a bastion, in a lab of its own.
+    Demo(demo::Args),
+    /// Measure aws-hop against OpenSSH `ssh -N -L` through the same bastion.
+    Bench(bench::Args),
 }
 
 /// Parses the command line, runs the subcommand, maps an error to exit code 1.
@@ -54,6 +65,8 @@ pub(crate) fn run() -> ExitCode {
         Commands::Env(args) => env::run(args),
         Commands::Watch(args) => watch::run(args),
         Commands::Serve(args) => serve::run(args),
+        Commands::Demo(args) => demo::run(args),
+        Commands::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

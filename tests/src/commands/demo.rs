@@ -1,0 +1,316 @@
+//! `hop-lab demo`: aws-hop doing its job on a real scenario, in about ten seconds.
+//!
+//! 1. Finds (under `cargo run`: builds) the `aws-hop` binary.
+//! 2. Brings up a lab of its own (`LabConfig::unique`, guarded like the tests' labs, so
+//!    Ctrl-C or a crash still tears it down) and says what it built.
+//! 3. Proves the laptop cannot reach the private databases: a direct TCP connect to
+//!    MariaDB fails (the lab routes its range to "unreachable", so nothing leaves the
+//!    machine).
+//! 4. Runs `aws-hop run scripts/lab-db.rhai ...` with a throw-away `HOME`, and waits for
+//!    its `READY mariadb 127.0.0.1:PORT` and `READY postgres 127.0.0.1:PORT` lines.
+//! 5. Runs the real `mariadb` and `psql` clients through those ports: each server names
+//!    itself (the `whoami` marker table) and the client address it sees, which is the
+//!    bastion's private address.
+//! 6. Sends SIGINT to aws-hop, shows its clean exit, tears the lab down, prints a summary.
+//!
+//! Any failed step ends the demo with a message that says which, and exit status 1.
+
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use aws_hop_lab::fixture::ScratchDir;
+use aws_hop_lab::lab::{MARIADB_MARKER, POSTGRES_MARKER, output_with_timeout};
+use aws_hop_lab::{Lab, OwnedLab};
+use nix::sys::signal::Signal;
+
+use crate::bench::binary::{aws_hop, aws_hop_command, workspace_root};
+use crate::bench::child::Spawned;
+use crate::bench::interrupt;
+
+/// The script, relative to the workspace root.
+const SCRIPT: &str = "scripts/lab-db.rhai";
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {}
+
+pub(crate) fn run(_args: Args) -> Result<()> {
+    say("aws-hop demo: reach databases in a private subnet through a bastion, with one script\n");
+
+    say("[1/6] the aws-hop binary");
+    if std::env::var_os("CARGO").is_some() {
+        say(
+            "      (under cargo run: `cargo build -q -p aws-hop --bin aws-hop` first, so it is fresh)",
+        );
+    }
+    let building = Instant::now();
+    let bin = aws_hop()?;
+    say(&format!(
+        "      {} ({:.1} s)\n",
+        bin.display(),
+        building.elapsed().as_secs_f64()
+    ));
+
+    let began = Instant::now();
+    say(
+        "[2/6] building a lab: network namespaces, a real OpenSSH bastion, real MariaDB and PostgreSQL",
+    );
+    let hop_lab = std::env::current_exe().context("cannot find the hop-lab executable")?;
+    let lab = OwnedLab::start(&hop_lab)?;
+    // Only now: the lab's daemons must start with Ctrl-C unblocked (see `interrupt`).
+    interrupt::install()?;
+    say(&describe_lab(&lab, began.elapsed()));
+
+    // From here on the lab goes down whatever happens (and the guard covers a crash).
+    let result = show(&lab, &bin);
+    say("\n[6/6] tearing the lab down");
+    let down = lab.down();
+    let facts = result?;
+    down?;
+    say(&format!(
+        "      lab removed\n\ndemo OK in {:.1} s from lab up to lab down: aws-hop reached MariaDB (127.0.0.1:{}) \
+         and PostgreSQL (127.0.0.1:{}) in the private subnet through the bastion; both servers saw the \
+         bastion's private address {}; aws-hop closed its forwards and exited 0 on Ctrl-C.",
+        began.elapsed().as_secs_f64(),
+        facts.mariadb_port,
+        facts.postgres_port,
+        facts.seen_as
+    ));
+    Ok(())
+}
+
+/// What the demo proved, for the summary line.
+struct Facts {
+    mariadb_port: u16,
+    postgres_port: u16,
+    seen_as: String,
+}
+
+fn say(text: &str) {
+    println!("{text}");
+}
+
+fn describe_lab(lab: &Lab, elapsed: Duration) -> String {
+    let mut text = format!(
+        "      lab {} up after {:.1} s (state in {}):\n",
+        lab.config.prefix,
+        elapsed.as_secs_f64(),
+        lab.dir().display()
+    );
+    let rows = [
+        (
+            "laptop (this machine)",
+            lab.laptop_ip.to_string(),
+            String::new(),
+        ),
+        (
+            "bastion (public subnet)",
+            format!("{}:{}", lab.bastion_ip, lab.ssh_port),
+            format!(
+                "OpenSSH sshd, login {} with key {}",
+                lab.user,
+                lab.ssh_key.display()
+            ),
+        ),
+        (
+            "  its private side",
+            lab.bastion_priv_ip.to_string(),
+            String::new(),
+        ),
+        (
+            "MariaDB (private subnet)",
+            format!("{}:{}", lab.mariadb_ip, lab.mariadb_port),
+            lab.mariadb_host.clone(),
+        ),
+        (
+            "PostgreSQL (private subnet)",
+            format!("{}:{}", lab.postgres_ip, lab.postgres_port),
+            lab.postgres_host.clone(),
+        ),
+    ];
+    for (what, addr, note) in rows {
+        let row = format!("        {what:<28} {addr:<18} {note}");
+        let _ = writeln!(text, "{}", row.trim_end());
+    }
+    let _ = write!(
+        text,
+        "      The *.{} names resolve only inside the VPC, like an RDS endpoint.",
+        lab.domain
+    );
+    text
+}
+
+/// Steps 3 to 5 and aws-hop's exit; the caller tears the lab down.
+fn show(lab: &Lab, bin: &Path) -> Result<Facts> {
+    say("\n[3/6] the laptop cannot reach the databases directly");
+    let target = SocketAddr::from((lab.mariadb_ip, lab.mariadb_port));
+    match TcpStream::connect_timeout(&target, Duration::from_secs(2)) {
+        Ok(_) => bail!(
+            "a direct connection to {target} succeeded: the lab's isolation is broken \
+             (check `ip route get {}`)",
+            lab.mariadb_ip
+        ),
+        Err(e) => say(&format!(
+            "      connect {target} from the laptop: {e}  (as expected)"
+        )),
+    }
+
+    say("\n[4/6] aws-hop opens one SSH session to the bastion and two forwards");
+    let home = ScratchDir::new("demo-home")?;
+    let args = [
+        format!("{}@{}", lab.user, lab.bastion_ip),
+        lab.ssh_key.display().to_string(),
+        lab.known_hosts.display().to_string(),
+        lab.mariadb_host.clone(),
+        lab.postgres_host.clone(),
+    ];
+    let mut cmd = aws_hop_command(bin, home.path());
+    cmd.arg("run")
+        .arg(SCRIPT)
+        .args(&args)
+        .current_dir(workspace_root());
+    say(&format!(
+        "      $ cd {}\n      $ HOME={} aws-hop run {SCRIPT} {}",
+        workspace_root().display(),
+        home.path().display(),
+        args.join(" ")
+    ));
+    let started = Instant::now();
+    let mut hop = Spawned::start(cmd)?;
+    let ready = |name: &str| -> Result<u16> {
+        let prefix = format!("READY {name} 127.0.0.1:");
+        let line = hop.wait_line(
+            &format!("aws-hop's `{prefix}PORT` line"),
+            |l| l.starts_with(&prefix),
+            Duration::from_secs(30),
+        )?;
+        line[prefix.len()..]
+            .trim()
+            .parse()
+            .with_context(|| format!("bad READY line {line:?}"))
+    };
+    let mariadb_port = ready("mariadb")?;
+    let postgres_port = ready("postgres")?;
+    let ready_after = started.elapsed();
+    // The `holding 2 forwards` line comes after every `forwarding` line on stderr, which
+    // is read apart from stdout: wait for it, so that the listing below is complete.
+    hop.wait_line(
+        "aws-hop's `holding` line",
+        |l| l.contains("holding"),
+        Duration::from_secs(5),
+    )?;
+    let mut printed = 0;
+    for line in hop.lines() {
+        say(&format!("        {line}"));
+        printed += 1;
+    }
+    say(&format!(
+        "      ready {:.2} s after start",
+        ready_after.as_secs_f64()
+    ));
+
+    say("\n[5/6] the real database clients, through the forwards");
+    let seen_as = lab.bastion_priv_ip.to_string();
+    let mut mariadb = Command::new("mariadb");
+    mariadb
+        .args([
+            "--no-defaults",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &mariadb_port.to_string(),
+        ])
+        .args([
+            "-u",
+            lab.db_user,
+            &format!("-p{}", lab.db_password),
+            lab.db_name,
+        ])
+        .args([
+            "--connect-timeout=5",
+            "--table",
+            "-e",
+            "select name as server, user() as connected_as from whoami",
+        ]);
+    query(&mut mariadb, &[MARIADB_MARKER, &seen_as])?;
+    let mut psql = Command::new("psql");
+    psql.env("PGPASSWORD", lab.db_password)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .args(["-X", "-h", "127.0.0.1", "-p", &postgres_port.to_string()])
+        .args(["-U", lab.db_user, lab.db_name])
+        .args([
+            "-c",
+            "select name as server, inet_client_addr() as client_address from whoami",
+        ]);
+    query(&mut psql, &[POSTGRES_MARKER, &seen_as])?;
+    say(&format!(
+        "      Both servers see the client at {seen_as}: the bastion's private address, not the laptop."
+    ));
+
+    say("\n      Ctrl-C (SIGINT) to aws-hop:");
+    let status = hop.stop(Signal::SIGINT, Duration::from_secs(15))?;
+    for line in hop.lines().into_iter().skip(printed) {
+        say(&format!("        {line}"));
+    }
+    if !status.success() || !hop.output_contains("forwards closed") {
+        bail!(
+            "aws-hop did not exit cleanly after SIGINT ({status})\n{}",
+            hop.report()
+        );
+    }
+    say(&format!("      aws-hop exited: {status}"));
+    Ok(Facts {
+        mariadb_port,
+        postgres_port,
+        seen_as,
+    })
+}
+
+/// Runs a database client, prints its command line (copy-pasteable) and answer, and
+/// checks that the answer contains every one of `expect`.
+fn query(cmd: &mut Command, expect: &[&str]) -> Result<()> {
+    let env: String = cmd
+        .get_envs()
+        .filter_map(|(k, v)| Some(format!("{}={} ", k.to_string_lossy(), v?.to_string_lossy())))
+        .collect();
+    let line = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| shell_quote(&a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    say(&format!("      $ {env}{line}"));
+    let out = output_with_timeout(cmd, Duration::from_secs(30))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "`{line}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    for l in stdout.trim_end().lines() {
+        say(&format!("        {l}"));
+    }
+    for wanted in expect {
+        if !stdout.contains(wanted) {
+            bail!("the answer of `{line}` does not contain {wanted:?}: {stdout:?}");
+        }
+    }
+    Ok(())
+}
+
+/// `word`, single-quoted for a POSIX shell if it needs to be.
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
