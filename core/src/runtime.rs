@@ -36,8 +36,10 @@ struct Inner {
 }
 
 impl Runtime {
-    /// Builds the multi-thread runtime and installs the Ctrl-C listener.
+    /// Builds the multi-thread runtime and installs the Ctrl-C listener. Also raises the
+    /// open-files limit (see [`raise_open_files_limit`]).
     pub fn new() -> Result<Self> {
+        raise_open_files_limit();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("aws-hop-io")
@@ -121,5 +123,20 @@ impl Runtime {
             tokio::time::sleep(d).await;
             Ok(())
         })
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit, as servers do.
+///
+/// Every forwarded connection holds two descriptors (the client socket, and the stream to the
+/// hop); a forward serving a connection pool or a load test passes the common soft limit of
+/// 1024 long before the hard limit. Failure is harmless: the soft limit simply stays.
+pub fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::debug!("could not raise the open-files limit from {soft} to {hard}: {e}");
     }
 }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -168,7 +168,12 @@ impl std::fmt::Display for Forward {
     }
 }
 
+/// How often a failing accept is reported.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
 async fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
+    let mut failures = 0u64;
+    let mut last_report: Option<Instant> = None;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -179,8 +184,24 @@ async fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
                 tokio::spawn(serve(conn, peer, inner.clone()));
             }
             Err(e) => {
-                // EMFILE and friends: report, back off, keep the port.
-                events::emit(format!("forward {}: accept failed: {e}", inner.local));
+                // EMFILE and friends: back off and keep the port; say so once per 10 s, with
+                // how many failures there were meanwhile, rather than once per retry.
+                failures += 1;
+                if last_report.is_none_or(|t: Instant| t.elapsed() >= REPORT_EVERY) {
+                    let hint = if e.raw_os_error() == Some(libc::EMFILE) {
+                        " (this process has too many open files: raise `ulimit -n`)"
+                    } else {
+                        ""
+                    };
+                    events::emit(format!(
+                        "forward {}: accept failed {failures} time{}: {e}{hint}; clients wait \
+                         in the queue meanwhile",
+                        inner.local,
+                        if failures == 1 { "" } else { "s" }
+                    ));
+                    last_report = Some(Instant::now());
+                    failures = 0;
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
