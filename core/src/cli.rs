@@ -114,6 +114,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         plugins: std::sync::RwLock::new(Plugins::default()),
         home: home.clone(),
         hops: std::sync::Mutex::new(Vec::new()),
+        aws: crate::aws::config::AwsConfigs::default(),
     });
     let engine = build_engine(&ctx);
     let plugins = Plugins::load(&engine, &plugin_dirs(&home));

@@ -142,6 +142,15 @@ pub enum Error {
         hint: String,
     },
 
+    /// An AWS lookup or API call failed (configuration, credentials, an API error, an
+    /// instance or endpoint that is not there or not usable).
+    #[error("{what}: {reason}{hint}", hint = if hint.is_empty() { String::new() } else { format!("; {hint}") })]
+    Aws {
+        what: String,
+        reason: String,
+        hint: String,
+    },
+
     /// The user pressed Ctrl-C.
     #[error("interrupted (Ctrl-C)")]
     Interrupted,

@@ -1,7 +1,7 @@
 //! aws-hop: a scriptable shell for reaching private AWS resources.
 //!
 //! One binary holds an `aws-hop>` REPL and a script runner. Both embed [Rhai](https://rhai.rs),
-//! whose native bindings open *hops* (SSH bastions today; EC2 Instance Connect and SSM later)
+//! whose native bindings open *hops* (SSH bastions and EC2 Instance Connect today; SSM later)
 //! and *forwards* (local listeners whose every connection goes through a hop).
 //!
 //! # Layout
@@ -14,8 +14,11 @@
 //! - [`script`]: the Rhai engine (limits, plugin module resolver, error rendering with
 //!   file:line:col) and `script::bindings`, one `register(engine)` per binding area.
 //! - [`hop`]: transports. A [`hop::Hop`] opens a byte stream to `host:port` through itself:
-//!   `direct` TCP, or an SSH session (`hop::ssh`) that may itself run over another hop's stream.
-//! - [`aws`]: AWS wire protocols under the hops: the presigned EICE URL, its WebSocket stream.
+//!   `direct` TCP, an SSH session (`hop::ssh`) that may itself run over another hop's stream,
+//!   or an EC2 Instance Connect Endpoint tunnel (`aws::eice`).
+//! - [`aws`]: SDK configuration (profile, region, credentials), instance lookup, the EICE hop
+//!   (endpoint discovery, key push), and the wire protocols under it: the presigned EICE URL
+//!   and its WebSocket stream.
 //! - [`forward`]: local listeners, the per-connection pump, the registry of live forwards.
 //! - [`strategy`]: strategy plugins (`plugins/*.rhai`): loading and the contract check.
 //! - [`known_hosts`], [`ssh_config`], [`keys`]: OpenSSH's files and keys, read as OpenSSH does

@@ -19,6 +19,8 @@
 //! - `hop_forward`, `hop_multi`, `hop_bulk`: aws-hop forwards with real clients, multi-hop,
 //!   1 GiB each way and 200 concurrent connections, byte-checked.
 //! - `hop_host_keys`: unknown, accept-new and changed host keys.
+//! - `hop_eice`: EC2 Instance Connect Endpoint hops against the lab's AWS side: lookup,
+//!   discovery, ephemeral key push, SSH and a PostgreSQL forward over the tunnel, errors.
 //! - `hop_auth`: ssh-agent, and passphrase-protected keys through it.
 //! - `hop_bad_input`: every user error gives its cause and fix, and nothing else breaks.
 //! - `hop_repl`: the REPL driven through tmux.
@@ -31,6 +33,7 @@ mod hop_auth;
 mod hop_bad_input;
 mod hop_bulk;
 mod hop_common;
+mod hop_eice;
 mod hop_forward;
 mod hop_host_keys;
 mod hop_multi;

@@ -4,6 +4,8 @@
 //! - [`ssh`]: an SSH session ([`ssh::SshHop`]); each stream is a `direct-tcpip` channel, the
 //!   name is resolved on the far side (like `ssh -L`). The session itself runs over a stream of
 //!   another hop (`via`), which is how multi-hop chains of any depth work.
+//! - `Eice` ([`crate::aws::eice::EiceHop`]): a presigned WebSocket tunnel through an EC2
+//!   Instance Connect Endpoint, to one instance's port 22 or 3389; SSH runs over it.
 //! - [`host_key`]: the russh handler that verifies host keys against known_hosts.
 //! - [`exec`], [`shell`]: commands and interactive terminals on an SSH hop.
 //!
@@ -30,7 +32,8 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> AsyncStream for T {}
 /// A boxed stream, as hops return them.
 pub type Stream = Box<dyn AsyncStream>;
 
-/// A way to reach hosts: directly, or through an SSH session.
+/// A way to reach hosts: directly, through an SSH session, or through an EC2 Instance
+/// Connect Endpoint tunnel.
 ///
 /// Cheap to clone (an `Arc` inside); clones share the session.
 #[derive(Clone)]
@@ -39,6 +42,8 @@ pub enum Hop {
     Direct,
     /// Through an SSH session (bastion, or a host reached over another hop).
     Ssh(Arc<ssh::SshHop>),
+    /// Through an EC2 Instance Connect Endpoint, to one instance's port 22 or 3389.
+    Eice(Arc<crate::aws::eice::EiceHop>),
 }
 
 impl Hop {
@@ -48,6 +53,7 @@ impl Hop {
         match self {
             Hop::Direct => direct::connect(host, port).await,
             Hop::Ssh(s) => s.open(host, port, origin).await,
+            Hop::Eice(e) => e.open(host, port).await,
         }
     }
 
@@ -56,13 +62,16 @@ impl Hop {
         match self {
             Hop::Direct => "direct".into(),
             Hop::Ssh(s) => s.describe(),
+            Hop::Eice(e) => e.describe(),
         }
     }
 
     /// Closes the hop's session (if any). Streams already open end with it.
     pub async fn close(&self) {
-        if let Hop::Ssh(s) = self {
-            s.close().await;
+        match self {
+            Hop::Ssh(s) => s.close().await,
+            Hop::Eice(e) => e.close(),
+            Hop::Direct => {}
         }
     }
 }

@@ -15,8 +15,10 @@
 //! delayed ACK, and downloads are ~1.5x slower). Opt out with `bastion_nodelay: false`.
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,6 +36,12 @@ use super::{Hop, Stream, direct, exec};
 use crate::error::{Error, Result};
 use crate::keys;
 
+/// Work to do before every dial of a session, such as pushing an ephemeral key with EC2
+/// Instance Connect (a pushed key lives 60 s, so each re-dial pushes it again). An error
+/// aborts the dial with that error.
+pub type BeforeDial =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send + Sync>;
+
 /// Everything needed to (re-)dial one SSH server.
 #[derive(Clone)]
 pub struct SshOptions {
@@ -43,6 +51,10 @@ pub struct SshOptions {
     pub host: String,
     /// Port to dial.
     pub port: u16,
+    /// Keys held in memory (ephemeral keys, never written to disk), offered before any other.
+    pub memory_keys: Vec<Arc<russh::keys::PrivateKey>>,
+    /// Run before each dial (see [`BeforeDial`]).
+    pub before_dial: Option<BeforeDial>,
     /// Key files to offer, in order.
     pub key_files: Vec<PathBuf>,
     /// True when the user named keys explicitly: offer only those (and the agent only if
@@ -156,6 +168,9 @@ impl SshHop {
         let o = &self.opts;
         let label = self.label();
         tracing::debug!("dialing {}", self.describe());
+        if let Some(prepare) = &o.before_dial {
+            prepare().await?;
+        }
         let stream: Stream = match &o.via {
             // Boxed: a hop dialing through a hop is a recursive future.
             Some(via) => Box::pin(via.open(&o.host, o.port, None)).await?,
@@ -197,6 +212,13 @@ impl SshHop {
         let o = &self.opts;
         let mut tried: Vec<String> = Vec::new();
         let mut agent_for_encrypted = false;
+
+        for key in &o.memory_keys {
+            let label = format!("ephemeral key ({})", keys::fingerprint(key));
+            if self.offer(handle, label, key.clone(), &mut tried).await? {
+                return Ok(());
+            }
+        }
 
         for path in &o.key_files {
             let key = match keys::load_key_file(path) {
@@ -261,15 +283,23 @@ impl SshHop {
         key: Arc<russh::keys::PrivateKey>,
         tried: &mut Vec<String>,
     ) -> Result<bool> {
+        let label = format!("key {} ({})", path.display(), keys::fingerprint(&key));
+        self.offer(handle, label, key, tried).await
+    }
+
+    /// Offers one private key, recorded in `tried` as `label`; true if accepted.
+    async fn offer(
+        &self,
+        handle: &mut Handle<Client>,
+        label: String,
+        key: Arc<russh::keys::PrivateKey>,
+        tried: &mut Vec<String>,
+    ) -> Result<bool> {
         let ssh_err = |e| Error::Ssh {
             host: self.label(),
             source: e,
         };
-        tried.push(format!(
-            "key {} ({})",
-            path.display(),
-            keys::fingerprint(&key)
-        ));
+        tried.push(label);
         let hash = handle
             .best_supported_rsa_hash()
             .await

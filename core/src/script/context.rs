@@ -25,6 +25,8 @@ pub struct Context {
     pub home: PathBuf,
     /// Every hop the bindings opened, so that [`Context::shutdown`] can close them cleanly.
     pub hops: std::sync::Mutex<Vec<Hop>>,
+    /// AWS SDK configurations loaded so far, one per (profile, region).
+    pub aws: crate::aws::config::AwsConfigs,
 }
 
 impl Context {

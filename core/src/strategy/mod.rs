@@ -23,6 +23,7 @@ use crate::script::diagnostic::Diagnostic;
 /// Plugins compiled into the binary, in their default order.
 const BUILTIN: &[(&str, &str)] = &[
     ("direct.rhai", include_str!("../../../plugins/direct.rhai")),
+    ("eice.rhai", include_str!("../../../plugins/eice.rhai")),
     (
         "bastion.rhai",
         include_str!("../../../plugins/bastion.rhai"),
@@ -174,7 +175,7 @@ mod tests {
         let p = Plugins::load(&engine, &[]);
         assert!(p.errors.is_empty(), "{:?}", p.errors);
         let names: Vec<_> = p.list().iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["direct", "bastion"]);
+        assert_eq!(names, ["direct", "eice", "bastion"]);
     }
 
     #[test]

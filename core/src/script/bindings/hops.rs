@@ -7,6 +7,10 @@ use std::time::Duration;
 use rhai::plugin::*;
 use rhai::{Engine, Map};
 
+use russh::keys::PrivateKey;
+use russh::keys::ssh_key::Algorithm;
+
+use crate::aws::eice::EiceHop;
 use crate::error::{Error, Result};
 use crate::hop::host_key::{HostKeyCheck, HostKeyPolicy};
 use crate::hop::ssh::{SshHop, SshOptions};
@@ -62,6 +66,9 @@ pub fn open_ssh(
 
 /// Resolves `dest`, opens its ProxyJump hops (unless `via` is given), then the hop itself.
 async fn connect_chain(ctx: &Context, dest: &str, opts: &Options, via: Option<Hop>) -> Result<Hop> {
+    if let Some(Hop::Eice(eice)) = &via {
+        return connect_over_eice(ctx, eice.clone(), dest, opts).await;
+    }
     let parsed = ssh_config::parse_destination(dest)?;
     let resolved = ssh_config::resolve(&parsed, None, &ctx.home)?;
     if let Some(cmd) = &resolved.proxy_command
@@ -89,6 +96,68 @@ async fn connect_chain(ctx: &Context, dest: &str, opts: &Options, via: Option<Ho
         None => None,
     };
     let o = ssh_options(ctx, &resolved, opts, via)?;
+    let hop = Hop::Ssh(SshHop::connect(o).await?);
+    ctx.track(&hop);
+    Ok(hop)
+}
+
+/// SSH to the instance of an EICE hop: `dest` is the user (`"ec2-user"`), or `user@host`
+/// where host names that instance. The host key is looked up under the instance id (like
+/// OpenSSH's HostKeyAlias), so a private IP reused by another instance cannot confuse it.
+/// Without a `key` option, an ephemeral ed25519 key is made in memory and pushed with
+/// SendSSHPublicKey before every dial (a pushed key is accepted for 60 s).
+async fn connect_over_eice(
+    ctx: &Context,
+    eice: Arc<EiceHop>,
+    dest: &str,
+    opts: &Options,
+) -> Result<Hop> {
+    let (user, host) = match dest.rsplit_once('@') {
+        Some((u, h)) => (u, Some(h)),
+        None => (dest, None),
+    };
+    if let Some(h) = host
+        && !eice.is_instance(h)
+    {
+        return Err(Error::invalid(format!(
+            "{} reaches only its instance, not {h}: write .ssh(\"{user}\") to log in to {}, then \
+             .ssh(\"{user}@{h}\") on that hop to go further",
+            eice.describe(),
+            eice.instance().label()
+        )));
+    }
+    if user.is_empty() || user.contains(char::is_whitespace) {
+        return Err(Error::invalid(format!(
+            "'{dest}' is not a user name: an EICE hop takes the login user, for example \
+             .ssh(\"ec2-user\") (ubuntu, admin ... depend on the AMI)"
+        )));
+    }
+    let ip = eice.ip();
+    let target = if ip.is_ipv6() {
+        format!("{user}@[{ip}]")
+    } else {
+        format!("{user}@{ip}")
+    };
+    let parsed = ssh_config::parse_destination(&target)?;
+    let resolved = ssh_config::resolve(&parsed, None, &ctx.home)?;
+    let mut o = ssh_options(ctx, &resolved, opts, Some(Hop::Eice(eice.clone())))?;
+    o.host_key.name.clone_from(&eice.instance().id);
+    o.host_key.port = 22;
+    if opts.string("key")?.is_none() {
+        let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
+            .map_err(|e| Error::invalid(format!("cannot make an ephemeral ed25519 key: {e}")))?;
+        let public = key
+            .public_key()
+            .to_openssh()
+            .map_err(|e| Error::invalid(format!("cannot encode the ephemeral key: {e}")))?;
+        let user = o.user.clone();
+        let pusher = eice.clone();
+        o.memory_keys.insert(0, Arc::new(key));
+        o.before_dial = Some(Arc::new(move || {
+            let (pusher, user, public) = (pusher.clone(), user.clone(), public.clone());
+            Box::pin(async move { pusher.push_key(&user, &public).await })
+        }));
+    }
     let hop = Hop::Ssh(SshHop::connect(o).await?);
     ctx.track(&hop);
     Ok(hop)
@@ -139,6 +208,8 @@ fn ssh_options(
         user,
         host: r.hostname.clone(),
         port,
+        memory_keys: Vec::new(),
+        before_dial: None,
         key_files,
         identities_only,
         agent,
@@ -213,6 +284,15 @@ fn ssh_hop(
         Hop::Direct => Err(script_error(
             ctx,
             format!("{what} needs an SSH hop (from bastion() or .ssh()), not direct()"),
+        )),
+        Hop::Eice(e) => Err(script_error(
+            ctx,
+            format!(
+                "{what} needs an SSH hop, and {} is an EICE tunnel: log in over it first, \
+                 e.g. eic_endpoint(\"{}\").ssh(\"ec2-user\")",
+                e.describe(),
+                e.instance().id
+            ),
         )),
     }
 }
