@@ -105,6 +105,21 @@ impl Tmux {
     }
 }
 
+/// `aws-hop` (the REPL) in a tmux pane with HOME=`home`; the pane stays 30 s after it exits,
+/// so the last screen can still be read. Waits for the first prompt.
+fn start_repl(name: &str, home: &std::path::Path, env: &str) -> Tmux {
+    let t = Tmux::start(
+        name,
+        &format!(
+            "env HOME={} NO_COLOR=1 {env} {}; sleep 30",
+            home.display(),
+            aws_hop_bin().display()
+        ),
+    );
+    t.wait_for("aws-hop> ", Duration::from_secs(10));
+    t
+}
+
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
@@ -117,16 +132,8 @@ impl Drop for Tmux {
 fn repl_prompt_multiline_completion_ctrl_c_and_forwards() {
     let lab = lab();
     let home = trusted_home(lab);
-    let t = Tmux::start(
-        "main",
-        &format!(
-            "env HOME={} NO_COLOR=1 {}; sleep 30",
-            home.path().display(),
-            aws_hop_bin().display()
-        ),
-    );
+    let t = start_repl("main", home.path(), "");
     let secs = Duration::from_secs;
-    t.wait_for("aws-hop> ", secs(10));
 
     // A multi-line function: the editor waits for the closing brace.
     t.line("fn add(a, b) {");
@@ -176,16 +183,8 @@ fn repl_prompt_multiline_completion_ctrl_c_and_forwards() {
 fn repl_asks_about_an_unknown_host_key_and_records_it_on_yes() {
     let lab = lab();
     let home = TestHome::new(lab); // empty known_hosts
-    let t = Tmux::start(
-        "ask",
-        &format!(
-            "env HOME={} NO_COLOR=1 {}; sleep 30",
-            home.path().display(),
-            aws_hop_bin().display()
-        ),
-    );
+    let t = start_repl("ask", home.path(), "");
     let secs = Duration::from_secs;
-    t.wait_for("aws-hop> ", secs(10));
     t.line(&format!("let b = bastion(\"{}\");", bastion_dest(lab)));
     t.wait_for(
         "Are you sure you want to continue connecting (yes/no/[fingerprint])?",
@@ -203,15 +202,7 @@ fn repl_asks_about_an_unknown_host_key_and_records_it_on_yes() {
     );
     // Declining refuses, and says so.
     let home2 = TestHome::new(lab);
-    let t2 = Tmux::start(
-        "ask-no",
-        &format!(
-            "env HOME={} NO_COLOR=1 {}; sleep 30",
-            home2.path().display(),
-            aws_hop_bin().display()
-        ),
-    );
-    t2.wait_for("aws-hop> ", secs(10));
+    let t2 = start_repl("ask-no", home2.path(), "");
     t2.line(&format!("let b = bastion(\"{}\");", bastion_dest(lab)));
     t2.wait_for("(yes/no/[fingerprint])?", secs(20));
     t2.line("no");
@@ -223,16 +214,8 @@ fn repl_asks_about_an_unknown_host_key_and_records_it_on_yes() {
 fn shell_hands_over_the_terminal_with_its_size_and_returns_the_status() {
     let lab = lab();
     let home = trusted_home(lab);
-    let t = Tmux::start(
-        "shell",
-        &format!(
-            "env HOME={} NO_COLOR=1 TERM=xterm {}; sleep 30",
-            home.path().display(),
-            aws_hop_bin().display()
-        ),
-    );
+    let t = start_repl("shell", home.path(), "TERM=xterm");
     let secs = Duration::from_secs;
-    t.wait_for("aws-hop> ", secs(10));
     t.line(&format!("bastion(\"{}\").shell()", bastion_dest(lab)));
     // A remote prompt; the pty has the local window size (160x50 from tmux).
     std::thread::sleep(secs(2));
