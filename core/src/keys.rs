@@ -19,17 +19,6 @@ pub fn home_dir() -> PathBuf {
     std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from)
 }
 
-/// Expands a leading `~/` against `home`.
-pub fn expand_tilde(path: &str, home: &Path) -> PathBuf {
-    if path == "~" {
-        home.to_path_buf()
-    } else if let Some(rest) = path.strip_prefix("~/") {
-        home.join(rest)
-    } else {
-        PathBuf::from(path)
-    }
-}
-
 /// `~/.ssh/id_*` files that exist, in OpenSSH's order.
 pub fn default_identity_files(home: &Path) -> Vec<PathBuf> {
     DEFAULT_IDENTITIES

@@ -93,12 +93,6 @@ impl Runtime {
         *self.inner.cancel.lock().expect("cancel lock") = CancellationToken::new();
     }
 
-    /// Cancels the current scope as Ctrl-C would.
-    pub fn interrupt(&self) {
-        self.inner.interrupted.store(true, Ordering::SeqCst);
-        self.cancel_token().cancel();
-    }
-
     /// Runs `fut` to completion on the runtime from a non-runtime thread, or returns
     /// [`Error::Interrupted`] as soon as Ctrl-C is pressed.
     pub fn block_on<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {

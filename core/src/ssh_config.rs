@@ -1324,7 +1324,7 @@ fn expand(s: &str, tokens: &[(char, &str)], env: Option<EnvLookup<'_>>) -> Resul
 }
 
 /// OpenSSH's `tilde_expand_filename` for the user's own home: `~` and `~/x`.
-fn tilde_expand(s: &str, home: &Path) -> Result<PathBuf, String> {
+pub(crate) fn tilde_expand(s: &str, home: &Path) -> Result<PathBuf, String> {
     let Some(rest) = s.strip_prefix('~') else {
         return Ok(PathBuf::from(s));
     };

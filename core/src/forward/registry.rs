@@ -27,11 +27,6 @@ impl Registry {
         v.clone()
     }
 
-    /// True if any forward is open.
-    pub fn any_open(&self) -> bool {
-        !self.list().is_empty()
-    }
-
     /// Closes every forward.
     pub fn close_all(&self) {
         for f in self.forwards.lock().expect("registry lock").drain(..) {

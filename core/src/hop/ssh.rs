@@ -117,20 +117,6 @@ impl SshHop {
         format!("{}@{}:{}", self.opts.user, self.opts.host, self.opts.port)
     }
 
-    /// The options this hop dials with.
-    pub fn options(&self) -> &SshOptions {
-        &self.opts
-    }
-
-    /// True while a session is up (no dial needed for the next stream).
-    pub async fn is_connected(&self) -> bool {
-        self.session
-            .lock()
-            .await
-            .as_ref()
-            .is_some_and(|s| !s.handle.is_closed())
-    }
-
     /// The live session, dialing if there is none or it was lost.
     async fn session(&self) -> Result<Arc<Session>> {
         if self.closed.load(Ordering::SeqCst) {

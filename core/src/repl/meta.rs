@@ -79,6 +79,9 @@ pub fn help_text() -> String {
          \x20 forward(local, \"host:port\", hop)      listen on local (3307, \"0.0.0.0:3307\", 0 = any free)\n\
          \x20 hop.forward(local, \"host:port\")       the same\n\
          \x20 f.local_port  f.stats()  f.close()    forwards()  wait()  sleep(secs)\n\n\
+         AWS\n\
+         \x20 instance(\"web-1\")  instances(#{ \"tag:Role\": \"web\" })   find instances (id, Name tag, private IP)\n\
+         \x20 eic_endpoint(\"web-1\"[, opts])          EC2 Instance Connect Endpoint hop; .ssh(\"ec2-user\") pushes a key\n\n\
          Plugins\n\
          \x20 plugins()                             loaded strategies\n\n\
          Commands\n",

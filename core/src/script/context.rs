@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rhai::{Dynamic, EvalAltResult, NativeCallContext, Position};
+use rhai::{Dynamic, EvalAltResult, NativeCallContext};
 
 use crate::forward::Registry;
 use crate::hop::Hop;
@@ -77,9 +77,4 @@ impl Context {
 /// Turns any error into a Rhai runtime error at the call's position.
 pub fn script_error(ctx: &NativeCallContext, e: impl std::fmt::Display) -> Box<EvalAltResult> {
     EvalAltResult::ErrorRuntime(e.to_string().into(), ctx.call_position()).into()
-}
-
-/// Same, without a call context (the position is filled in by the caller's frame).
-pub fn plain_error(e: impl std::fmt::Display) -> Box<EvalAltResult> {
-    EvalAltResult::ErrorRuntime(e.to_string().into(), Position::NONE).into()
 }

@@ -120,15 +120,23 @@ pub fn handle(mode: ServeMode, stream: TcpStream, local: SocketAddr) -> io::Resu
     }
 }
 
+/// One `read`, retried on EINTR; 0 is end of stream.
+fn read_some(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match (&*stream).read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
+}
+
 fn echo(stream: TcpStream) -> io::Result<()> {
     let mut buf = vec![0; BUF];
     loop {
-        let n = match (&stream).read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        let n = read_some(&stream, &mut buf)?;
+        if n == 0 {
+            break;
+        }
         (&stream).write_all(&buf[..n])?;
     }
     stream.shutdown(Shutdown::Write)
@@ -139,12 +147,10 @@ fn sink(stream: TcpStream) -> io::Result<()> {
     let mut hasher = Sha256::new();
     let mut count = 0u64;
     loop {
-        let n = match (&stream).read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        let n = read_some(&stream, &mut buf)?;
+        if n == 0 {
+            break;
+        }
         hasher.update(&buf[..n]);
         count += n as u64;
     }

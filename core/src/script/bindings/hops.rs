@@ -1,6 +1,6 @@
 //! Hop bindings: `bastion()`, `direct()`, `hop.ssh()`, `hop.exec()`, `hop.shell()`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,6 @@ use crate::error::{Error, Result};
 use crate::hop::host_key::{HostKeyCheck, HostKeyPolicy};
 use crate::hop::ssh::{SshHop, SshOptions};
 use crate::hop::{Hop, shell};
-use crate::keys::expand_tilde;
 use crate::known_hosts::KnownHosts;
 use crate::script::context::{Context, script_error};
 use crate::script::options::Options;
@@ -173,7 +172,7 @@ fn ssh_options(
     let user = opts.string("user")?.unwrap_or_else(|| r.user.clone());
     let port = opts.port("port")?.unwrap_or(r.port);
     let (key_files, identities_only) = match opts.string("key")? {
-        Some(k) => (vec![expand_tilde(&k, &ctx.home)], true),
+        Some(k) => (vec![expand_option_path("key", &k, &ctx.home)?], true),
         None => (r.identity_files.clone(), r.identities_only),
     };
     let agent = opts
@@ -191,7 +190,10 @@ fn ssh_options(
         Some("ask") => (HostKeyPolicy::Ask, default_known_hosts(ctx, r)),
         Some(path) if path.contains('/') || path.starts_with('~') => (
             ctx.default_host_key_policy(),
-            KnownHosts::new(vec![expand_tilde(path, &ctx.home)], vec![]),
+            KnownHosts::new(
+                vec![expand_option_path("known_hosts", path, &ctx.home)?],
+                vec![],
+            ),
         ),
         Some(other) => {
             return Err(Error::invalid(format!(
@@ -234,12 +236,19 @@ fn ssh_options(
     })
 }
 
-/// `StrictHostKeyChecking` from ~/.ssh/config. `no`/`off` still refuse changed keys: aws-hop
+/// A path option with `~` expanded as ~/.ssh/config paths are.
+fn expand_option_path(option: &str, path: &str, home: &Path) -> Result<PathBuf> {
+    ssh_config::tilde_expand(path, home)
+        .map_err(|why| Error::invalid(format!("option `{option}` (\"{path}\"): {why}")))
+}
+
+/// `StrictHostKeyChecking` from ~/.ssh/config (already normalized to yes, no, ask or
+/// accept-new). `no`/`off` still refuse changed keys: aws-hop
 /// always verifies, so they mean accept-new here.
 fn policy_from_config(v: Option<&str>) -> Option<HostKeyPolicy> {
-    match v?.to_ascii_lowercase().as_str() {
+    match v? {
         "yes" => Some(HostKeyPolicy::Strict),
-        "accept-new" | "no" | "off" => Some(HostKeyPolicy::AcceptNew),
+        "accept-new" | "no" => Some(HostKeyPolicy::AcceptNew),
         "ask" => Some(HostKeyPolicy::Ask),
         _ => None,
     }
