@@ -8,7 +8,12 @@ one process in the lab's `<prefix>-aws` namespace.
                    (see eic-authorized-keys), and SendSerialConsoleSSHPublicKey;
                  - ec2 Query Create/Describe/DeleteInstanceConnectEndpoint(s), which moto
                    lacks (XML shaped as botocore's ec2 model);
+                 - ssm (JSON 1.1, target AmazonSSM): the Session Manager calls
+                   (StartSession, ResumeSession, TerminateSession, DescribeSessions,
+                   DescribeInstanceInformation), see ssm_gateway.py;
                  - everything else: reverse-proxied, unchanged, to moto_server.
+    SSM_IP:443   WSS: the SSM Message Gateway Service (ssmmessages), ssm_gateway.py,
+                 with the fake agents' link and its control API beside it.
     EICE_IP:443  WSS: the EC2 Instance Connect Endpoints' data plane (`/openTunnel`),
                  see eice.py.
 
@@ -38,6 +43,7 @@ from xml.sax.saxutils import escape
 import boto3
 from botocore.config import Config
 
+import ssm_gateway
 from sigv4 import AuthError, Verifier
 
 EC2_NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
@@ -471,6 +477,7 @@ EC2_ACTIONS = {
 class ApiHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     lab = None  # set by main
+    ssm = None  # the SSM gateway (ssm_gateway.Gateway), set by main
 
     def log_message(self, fmt, *args):
         log(f"api {self.client_address[0]} {fmt % args}")
@@ -506,6 +513,17 @@ class ApiHandler(BaseHTTPRequestHandler):
                     raise ApiError(400, "SerializationException", "Body is not valid JSON") from None
                 result = json.dumps(action(self.lab, request)).encode()
                 return self.send(200, [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", request_id())], result)
+            if service == "ssm" and target.startswith("AmazonSSM.") and self.ssm is not None:
+                try:
+                    request = json.loads(body or b"{}")
+                except ValueError:
+                    raise ApiError(400, "SerializationException", "Body is not valid JSON") from None
+                try:
+                    answer = self.ssm.api(target.split(".", 1)[1], request)
+                except ssm_gateway.ApiError as err:
+                    raise ApiError(err.status, err.code, err.message) from None
+                if answer is not None:
+                    return self.send(200, [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", request_id())], json.dumps(answer).encode())
             if service == "ec2":
                 params = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query, keep_blank_values=True).items()}
                 params.update({k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()})
@@ -566,9 +584,11 @@ def main():
     lab = Lab(sys.argv[1])
     c = lab.config
     ApiHandler.lab = lab
+    ApiHandler.ssm = ssm_gateway.Gateway(lab, log)
     api = TlsServer((c["api_ip"], c["port"]), ApiHandler, tls_context(c))
     threading.Thread(target=api.serve_forever, name="api", daemon=True).start()
     log(f"api on https://{c['api_ip']}:{c['port']} -> moto http://{c['moto']}")
+    ApiHandler.ssm.serve(tls_context(c))
     import eice  # after the API is up; imports websockets
 
     eice.serve(lab, tls_context(c), log)

@@ -26,6 +26,8 @@
 //! - `hop_repl`: the REPL driven through tmux.
 //! - `aws_lab`: the lab's AWS side (moto and the fakes) through boto3, websockets and
 //!   OpenSSH: discovery, SigV4 refusals, SendSSHPublicKey with a real login, EICE tunnels.
+//! - `ssm_lab`: the lab's fake SSM Session Manager through an independent Python client:
+//!   smux and basic port sessions, a pty shell, resume after 1000 Bye, faults, API errors.
 
 mod aws_lab;
 mod fixture_selftest;
@@ -42,6 +44,7 @@ mod lab_isolation;
 mod lab_lifecycle;
 mod openssh_baseline;
 mod serve_modes;
+mod ssm_lab;
 
 use std::path::Path;
 

@@ -8,10 +8,14 @@
 //! <prefix>-aws           eth0 N.2.2  front.py: HTTPS API (ec2, ec2-instance-connect, sts,
 //!                                    rds, elasticloadbalancing, ssm names) -> moto
 //!                             N.2.3  front.py: the EICE endpoints' WSS (/openTunnel)
+//!                             N.2.4  front.py: SSM MGS WSS (ssmmessages), :8080 its control
+//!                                    API (see `aws/ssm.rs`)
 //!                        lo   127.0.0.1:5000 moto_server
-//!                        eth1 N.1.2/24 (the endpoint's ENI in the private subnet)
+//!                        eth1 N.1.2/24 (the endpoint's ENI in the private subnet;
+//!                                  :8444 the SSM agents' link to the gateway)
 //!    | veth
 //! <prefix>-priv          eth1 (no address; route N.1.2/32 back to the aws namespace)
+//!                        ssm_agent.py: web-1's SSM agent, bound to N.1.20
 //! ```
 //!
 //! The Python fakes (`tests/aws_fakes/`, embedded in this binary and written to
@@ -49,6 +53,8 @@ use super::exec::{self, ns_command};
 use super::progress::Progress;
 use super::{Lab, netns, process};
 
+mod ssm;
+
 /// The venv that `tests/setup.sh` creates: moto, boto3/botocore, websockets.
 pub(super) const VENV: &str = "/opt/aws-hop-lab/venv";
 /// Where `eic-authorized-keys` is installed: sshd runs an `AuthorizedKeysCommand` only
@@ -75,6 +81,13 @@ const FAKES: &[(&str, &str)] = &[
     ("sigv4.py", include_str!("../../aws_fakes/sigv4.py")),
     ("seed.py", include_str!("../../aws_fakes/seed.py")),
     ("labclient.py", include_str!("../../aws_fakes/labclient.py")),
+    ("ssm_wire.py", include_str!("../../aws_fakes/ssm_wire.py")),
+    (
+        "ssm_gateway.py",
+        include_str!("../../aws_fakes/ssm_gateway.py"),
+    ),
+    ("ssm_agent.py", include_str!("../../aws_fakes/ssm_agent.py")),
+    ("ssm_probe.py", include_str!("../../aws_fakes/ssm_probe.py")),
 ];
 const AUTHORIZED_KEYS_SCRIPT: &str = include_str!("../../aws_fakes/eic-authorized-keys");
 
@@ -89,6 +102,9 @@ pub struct AwsLab {
     pub api_ip: Ipv4Addr,
     /// The EICE endpoints (`N.2.3`): every endpoint's `DnsName` resolves here.
     pub eice_ip: Ipv4Addr,
+    /// The SSM Message Gateway Service (`N.2.4`): `ssmmessages.<region>.amazonaws.com`
+    /// resolves here; its control API is on port [`AwsLab::SSM_CONTROL_PORT`].
+    pub ssm_ip: Ipv4Addr,
     /// The aws namespace's address in the private subnet (`N.1.2`), the source address
     /// targets see for tunnelled connections (the endpoint's ENI).
     pub subnet_ip: Ipv4Addr,
@@ -146,6 +162,7 @@ impl AwsLab {
             laptop_ip: ip("2.1")?,
             api_ip: ip("2.2")?,
             eice_ip: ip("2.3")?,
+            ssm_ip: ip("2.4")?,
             subnet_ip: ip("1.2")?,
             region: REGION,
             access_key_id: ACCESS_KEY_ID,
@@ -366,7 +383,7 @@ pub(super) fn net_up(lab: &Lab) -> Result<()> {
         &aws.veth_root,
     ])?;
     ip(&["link", "set", &aws.veth_root, "up"])?;
-    for addr in [aws.api_ip, aws.eice_ip] {
+    for addr in [aws.api_ip, aws.eice_ip, aws.ssm_ip] {
         ip_in(
             ns,
             &["addr", "replace", &format!("{addr}/24"), "dev", "eth0"],
@@ -425,6 +442,7 @@ pub(super) fn net_up(lab: &Lab) -> Result<()> {
 /// Stops moto and the front (by pid file). For `down` and for a restart.
 pub(super) fn stop_targets(lab: &Lab) -> Vec<(u32, Signal, String)> {
     [
+        (lab.aws.ssm_agent_pid_file(), "ssm agent"),
         (lab.aws.front_pid_file(), "aws front"),
         (lab.aws.moto_pid_file(), "moto_server"),
     ]
@@ -442,7 +460,7 @@ pub(super) fn up(lab: &Lab, progress: &Progress) -> Result<()> {
     let running = process::live_pid(&aws.moto_pid_file()).is_some()
         && process::live_pid(&aws.front_pid_file()).is_some();
     if running && aws.seed_file().exists() {
-        return Ok(());
+        return ssm::agent_up(lab, progress);
     }
     process::stop(&stop_targets(lab), progress);
     fs::create_dir_all(aws.fakes_dir())?;
@@ -502,6 +520,16 @@ pub(super) fn up(lab: &Lab, progress: &Progress) -> Result<()> {
             aws.front_pid_file(),
             "aws-front.log",
         ),
+        (
+            SocketAddr::from((aws.ssm_ip, TLS_PORT)),
+            aws.front_pid_file(),
+            "aws-front.log",
+        ),
+        (
+            SocketAddr::from((aws.ssm_ip, AwsLab::SSM_CONTROL_PORT)),
+            aws.front_pid_file(),
+            "aws-front.log",
+        ),
     ] {
         let log = lab.log_dir().join(log);
         netns::wait_tcp(&aws.ns, addr, Duration::from_secs(20), || {
@@ -535,7 +563,7 @@ pub(super) fn up(lab: &Lab, progress: &Progress) -> Result<()> {
     })?;
     // The RDS endpoint's name now exists: make it resolve inside the VPC.
     super::net::write_hosts(lab)?;
-    Ok(())
+    ssm::agent_up(lab, progress)
 }
 
 /// Extra `IP NAME` lines for the VPC's hosts files: the RDS endpoint, once seeded.
@@ -552,7 +580,17 @@ pub(super) fn vpc_hosts(lab: &Lab) -> String {
 /// namespace's (`/etc/netns/<prefix>-aws/hosts`, for the seeding client there).
 fn write_hosts(lab: &Lab) -> Result<()> {
     let aws = &lab.aws;
-    let names = format!("{} {}\n", aws.api_ip, aws.api_names().join(" "));
+    let (ssm_names, api_names): (Vec<String>, Vec<String>) = aws
+        .api_names()
+        .into_iter()
+        .partition(|name| name.starts_with("ssmmessages."));
+    let names = format!(
+        "{} {}\n{} {}\n",
+        aws.api_ip,
+        api_names.join(" "),
+        aws.ssm_ip,
+        ssm_names.join(" ")
+    );
     let root = fs::read_to_string("/etc/hosts").unwrap_or_default();
     let laptop = format!(
         "{root}\n# aws-hop lab {}: AWS fakes\n{names}",
