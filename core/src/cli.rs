@@ -1,5 +1,6 @@
 //! The command line: `aws-hop` (REPL), `aws-hop run FILE`, `aws-hop check FILE...`,
-//! `aws-hop -e CODE`, and [`run`], the whole program behind the tiny `main`.
+//! `aws-hop -e CODE`, `aws-hop proxy TARGET [PORT]`, `aws-hop ssh-config`, and [`run`], the
+//! whole program behind the tiny `main`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,7 +25,6 @@ const EXIT_INTERRUPTED: u8 = 130;
 #[command(
     name = "aws-hop",
     version,
-    args_conflicts_with_subcommands = true,
     about = "A scriptable shell for reaching private AWS networks: SSH bastions, multi-hop, local port forwards",
     long_about = "A scriptable shell for reaching private AWS networks.\n\n\
         With no arguments, aws-hop opens the `aws-hop>` REPL. Scripts are Rhai; their bindings open \
@@ -37,6 +37,7 @@ const EXIT_INTERRUPTED: u8 = 130;
     after_help = "Examples:\n  aws-hop                          open the REPL\n  \
         aws-hop run scripts/db.rhai prod  run a script (it sees `args`), hold its forwards until Ctrl-C\n  \
         aws-hop check scripts/*.rhai     check scripts without connecting (for CI)\n  \
+        aws-hop proxy i-0abc 22          ProxyCommand for OpenSSH (see `aws-hop ssh-config`)\n  \
         aws-hop -e 'bastion(\"bastion\").exec(\"uptime\").stdout'"
 )]
 struct Cli {
@@ -47,6 +48,14 @@ struct Cli {
     /// More log output on stderr (-v: info, -vv: debug, -vvv: trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+
+    /// AWS profile for lookups and AWS hops where a script names none (else AWS_PROFILE).
+    #[arg(long, global = true, value_name = "NAME")]
+    profile: Option<String>,
+
+    /// AWS region where a script names none (else AWS_REGION, then the profile's).
+    #[arg(long, global = true, value_name = "REGION")]
+    region: Option<String>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -70,6 +79,36 @@ enum Command {
     },
     /// Open the REPL (the default).
     Repl,
+    /// Connect stdin/stdout to TARGET:PORT, for OpenSSH's ProxyCommand (`aws-hop proxy %h %p`).
+    ///
+    /// The route is found as connect() would find it: each strategy plugin in order (eice,
+    /// bastion, direct ...), or only those --via names. OpenSSH then logs in over it.
+    Proxy {
+        /// An instance id, Name tag, private IP or host name.
+        target: String,
+        /// The port on the target.
+        #[arg(default_value_t = 22)]
+        port: u16,
+        /// Use only these strategies, in this order (comma-separated): eice, bastion, direct ...
+        #[arg(long, value_name = "STRATEGY")]
+        via: Option<String>,
+        /// An option for the strategies, e.g. -o bastion=ec2-user@bastion.example.com,
+        /// -o endpoint=eice-0abc (repeatable).
+        #[arg(short = 'o', value_name = "KEY=VALUE")]
+        options: Vec<String>,
+    },
+    /// Print a ~/.ssh/config block that sends `ssh i-...` and `ssh <Name tag>` through `aws-hop proxy`.
+    SshConfig {
+        /// Strategies for the ProxyCommand (as for `proxy --via`).
+        #[arg(long, value_name = "STRATEGY")]
+        via: Option<String>,
+        /// The login user to write (`User`), e.g. ec2-user or ubuntu.
+        #[arg(long)]
+        user: Option<String>,
+        /// Do not list instances (only `i-*` patterns; no AWS call).
+        #[arg(long)]
+        no_lookup: bool,
+    },
 }
 
 /// The whole program: parse the command line, set up, dispatch.
@@ -104,9 +143,17 @@ fn init_tracing(verbose: u8) {
 
 /// Builds the runtime, context, engine and plugins; then runs the chosen command.
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    if cli.eval.is_some() && !matches!(cli.command, None | Some(Command::Repl)) {
+        eprintln!("error: -e runs code on its own; it cannot be combined with a subcommand");
+        return Ok(ExitCode::from(EXIT_SCRIPT_INVALID));
+    }
     let interactive = cli.eval.is_none() && matches!(cli.command, None | Some(Command::Repl));
     let rt = crate::runtime::Runtime::new().context("starting aws-hop")?;
     let home = crate::keys::home_dir();
+    let aws_defaults = crate::aws::config::ConfigKey {
+        profile: cli.profile.clone(),
+        region: cli.region.clone(),
+    };
     let ctx = Arc::new(Context {
         rt,
         forwards: crate::forward::Registry::default(),
@@ -114,7 +161,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         plugins: std::sync::RwLock::new(Plugins::default()),
         home: home.clone(),
         hops: std::sync::Mutex::new(Vec::new()),
-        aws: crate::aws::config::AwsConfigs::default(),
+        aws: crate::aws::config::AwsConfigs::with_defaults(aws_defaults.clone()),
     });
     let engine = build_engine(&ctx);
     let plugins = Plugins::load(&engine, &plugin_dirs(&home));
@@ -126,6 +173,35 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(match cli.command {
         Some(Command::Run { file, args }) => run_file(&ctx, &engine, &file, args),
         Some(Command::Check { files }) => check_files(&engine, &files),
+        Some(Command::Proxy {
+            target,
+            port,
+            via,
+            options,
+        }) => match crate::proxy::options_map(&options) {
+            Ok(opts) => crate::proxy::proxy(&ctx, &engine, &target, port, via.as_deref(), &opts),
+            Err(e) => {
+                eprintln!("aws-hop proxy: {e}");
+                ExitCode::from(EXIT_SCRIPT_INVALID)
+            }
+        },
+        Some(Command::SshConfig {
+            via,
+            user,
+            no_lookup,
+        }) => {
+            print!(
+                "{}",
+                crate::proxy::ssh_config(
+                    &ctx,
+                    &aws_defaults,
+                    via.as_deref(),
+                    user.as_deref(),
+                    !no_lookup
+                )
+            );
+            ExitCode::SUCCESS
+        }
         Some(Command::Repl) | None => match cli.eval {
             Some(code) => run_source(&ctx, &engine, "<-e>", &code, Vec::new(), true),
             None => crate::repl::run(&ctx, &engine),

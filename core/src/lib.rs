@@ -8,7 +8,9 @@
 //!
 //! Data flows one way: script or REPL line → binding → hop → forward. No layer reaches back up.
 //!
-//! - [`cli`]: the command line (`aws-hop`, `run`, `check`, `-e`) and [`run`], the whole program.
+//! - [`cli`]: the command line (`aws-hop`, `run`, `check`, `-e`, `proxy`, `ssh-config`) and
+//!   [`run`], the whole program.
+//! - [`proxy`]: `aws-hop proxy` (OpenSSH's ProxyCommand) and `aws-hop ssh-config`.
 //! - [`repl`]: the rustyline editor, its helper (completion, multi-line validation, hints) and
 //!   the `.help`-style meta-commands.
 //! - [`script`]: the Rhai engine (limits, plugin module resolver, error rendering with
@@ -20,7 +22,8 @@
 //!   (endpoint discovery, key push), and the wire protocols under it: the presigned EICE URL
 //!   and its WebSocket stream.
 //! - [`forward`]: local listeners, the per-connection pump, the registry of live forwards.
-//! - [`strategy`]: strategy plugins (`plugins/*.rhai`): loading and the contract check.
+//! - [`strategy`]: strategy plugins (`plugins/*.rhai`): loading, the contract check, and the
+//!   ordered attempts behind `connect()` and `aws-hop proxy`.
 //! - [`known_hosts`], [`ssh_config`], [`keys`]: OpenSSH's files and keys, read as OpenSSH does
 //!   (`openssh_match`: the host-pattern rules both files share).
 //! - [`runtime`]: the one tokio runtime, and cancellation (Ctrl-C) shared by every blocking wait.
@@ -37,6 +40,7 @@ pub mod hop;
 pub mod keys;
 pub mod known_hosts;
 mod openssh_match;
+pub mod proxy;
 pub mod repl;
 pub mod runtime;
 pub mod script;

@@ -104,3 +104,54 @@ fn the_builtin_plugins_load() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("direct") && text(&out.stdout).contains("bastion"));
 }
+
+#[test]
+fn global_options_go_before_or_after_the_subcommand() {
+    let p = scratch("global.rhai", "print(\"ok\");");
+    for args in [
+        vec!["-v", "--region", "eu-west-1", "run", p.to_str().unwrap()],
+        vec!["run", "-v", p.to_str().unwrap()],
+    ] {
+        let out = aws_hop(&args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), "ok");
+    }
+    let out = aws_hop(&["-e", "1", "check", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot be combined with a subcommand"));
+}
+
+#[test]
+fn ssh_config_without_lookup_prints_the_proxy_block() {
+    let out = aws_hop(&[
+        "--profile",
+        "prod",
+        "ssh-config",
+        "--no-lookup",
+        "--via",
+        "eice",
+        "--user",
+        "ubuntu",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("\nHost i-* mi-*\n"), "{s}");
+    assert!(
+        s.contains(" --profile prod proxy --via eice %h %p\n    User ubuntu\n"),
+        "{s}"
+    );
+}
+
+#[test]
+fn proxy_rejects_a_malformed_option_and_an_unknown_strategy() {
+    let out = aws_hop(&["proxy", "-o", "user", "web-1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("an option is key=value"));
+    let out = aws_hop(&["proxy", "--via", "bastoin", "web-1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no strategy plugin named `bastoin` (did you mean `bastion`?)"),
+        "{}",
+        text(&out.stderr)
+    );
+}

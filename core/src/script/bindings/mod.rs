@@ -7,11 +7,13 @@
 //! | [`forwards`] | `forward()`, `hop.forward()`, `forwards()`, `f.local_port`, `f.stats()`, `f.close()` |
 //! | [`runtime`] | `wait()`, `sleep()` |
 //! | [`plugins`] | `plugins()` |
+//! | [`connect`] | `connect()`, `ssh_options()` |
 //!
 //! Every binding that can fail returns a Rhai runtime error at the call's position, whose
 //! message is the library error's full text (cause and fix).
 
 pub mod aws;
+pub mod connect;
 pub mod forwards;
 pub mod hops;
 pub mod plugins;
@@ -26,6 +28,7 @@ const AREAS: &[fn(&mut Engine)] = &[
     forwards::register,
     runtime::register,
     plugins::register,
+    connect::register,
 ];
 
 /// Registers every binding area.
