@@ -29,6 +29,9 @@ PACKAGES=(
   ca-certificates     # harmless, keeps apt happy on minimal images
   python3-venv        # the venv of the AWS fakes (moto and tests/aws_fakes)
   openssl             # the lab CA and the fakes' TLS certificate
+  faketime            # libfaketime: hop_eice runs aws-hop with its clock minutes off
+  libssl-dev          # building aws-ssm-bridge (native-tls -> openssl-sys)
+  pkg-config          # openssl-sys finds libssl with it
 )
 
 if [ "$(id -u)" != 0 ]; then

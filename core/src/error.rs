@@ -151,6 +151,71 @@ pub enum Error {
         hint: String,
     },
 
+    /// The SSM agent of an instance cannot take sessions: it is not registered with Systems
+    /// Manager, or is registered but not connected (`ConnectionLost`, `Inactive`).
+    #[error("the SSM agent on {instance} is {status}: {reason}; {hint}")]
+    SsmAgent {
+        instance: String,
+        status: String,
+        reason: String,
+        hint: String,
+    },
+
+    /// Session Manager refused something or failed: StartSession denied by IAM, a target that
+    /// is not connected, an unknown document, a data channel that cannot be opened.
+    #[error("{what}: {reason}; {hint}")]
+    Ssm {
+        what: String,
+        reason: String,
+        hint: String,
+    },
+
+    /// An SSM session ended, while in use or before it was ready: `channel_closed` from the
+    /// service (idle timeout, maximum duration, terminated elsewhere, the remote end finished),
+    /// or a lost data channel that could not be resumed. `why` is the service's own text
+    /// (its `Output`) when it gave one.
+    #[error(
+        "{what} ended{why}{hint}",
+        why = if why.is_empty() { String::new() } else { format!(": {why}") },
+        hint = if hint.is_empty() { String::new() } else { format!("; {hint}") }
+    )]
+    SsmEnded {
+        what: String,
+        why: String,
+        hint: String,
+    },
+
+    /// The account's Session Manager preferences require KMS encryption of session data,
+    /// which aws-hop does not implement yet.
+    #[error(
+        "{what}: the Session Manager preferences of this account require KMS encryption of \
+         session data (KMS key {key}), and aws-hop does not do KMS-encrypted sessions yet; the \
+         preference is \"Enable KMS encryption\" (`kmsKeyId` in the SSM-SessionManagerRunShell \
+         document); port forwarding and SSH over SSM are never KMS-encrypted, so use \
+         ssm(\"{target}\").ssh(\"ec2-user\").shell() instead, or the AWS CLI's \
+         session-manager-plugin for this shell"
+    )]
+    SsmKmsRequired {
+        what: String,
+        key: String,
+        target: String,
+    },
+
+    /// The SSM gateway closed the data channel at once: it did not accept the session token.
+    #[error(
+        "the SSM gateway {host} refused the data channel of session {session_id} (WebSocket \
+         close {code}{reason}): it did not accept the session token; the token is valid only \
+         briefly after StartSession/ResumeSession: check this machine's clock and try again, \
+         and check that no proxy rewrites the first WebSocket message",
+        reason = if reason.is_empty() { String::new() } else { format!(" \"{reason}\"") }
+    )]
+    SsmChannelRefused {
+        host: String,
+        session_id: String,
+        code: u16,
+        reason: String,
+    },
+
     /// The user pressed Ctrl-C.
     #[error("interrupted (Ctrl-C)")]
     Interrupted,

@@ -133,6 +133,10 @@ def serve(lab, context, log):
             try:
                 target = socket.create_connection((ip, port), timeout=CONNECT_TIMEOUT)
                 target.settimeout(None)
+                # No Nagle on either leg, as a relay that carries SSH should: otherwise
+                # every small packet (handshake, greeting) waits ~40 ms for a delayed ACK.
+                target.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                ws.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError as err:
                 log(f"eice {eid}: {ip}:{port} unreachable: {err}")
                 ws.close(CLOSE_UNREACHABLE, f"Failed to connect to {ip}:{port}: {err.strerror or err}")

@@ -232,3 +232,66 @@ fn shell_hands_over_the_terminal_with_its_size_and_returns_the_status() {
     t.line("1 + 1");
     t.wait_for("=> 2", secs(10));
 }
+
+/// A word for `sh -c`, quoted when it needs it.
+fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:@,".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[test]
+fn ssm_shell_in_a_terminal_runs_commands_follows_resizes_and_ctrl_c() {
+    let lab = aws_hop_lab::Lab::shared_aws(crate::hop_lab_bin());
+    let home = TestHome::new(lab);
+    let secs = Duration::from_secs;
+    // The laptop's view of the AWS lab: its hosts file (mount namespace) and environment.
+    let wrapped = lab.aws.wrap("env");
+    let mut words: Vec<String> = std::iter::once(wrapped.get_program())
+        .chain(wrapped.get_args())
+        .map(|w| sh_quote(&w.to_string_lossy()))
+        .collect();
+    words.push(format!(
+        "HOME={}",
+        sh_quote(&home.path().display().to_string())
+    ));
+    words.push("NO_COLOR=1".into());
+    words.push("TERM=xterm".into());
+    for (k, v) in lab.aws.client_env() {
+        words.push(format!("{k}={}", sh_quote(&v)));
+    }
+    words.push(sh_quote(&aws_hop_bin().display().to_string()));
+    let t = Tmux::start("ssm-shell", &format!("{}; sleep 30", words.join(" ")));
+    t.wait_for("aws-hop> ", secs(10));
+
+    t.line("ssm(\"web-1\").shell()");
+    // The agent's shell runs on web-1, on a pty of the local window's size (160x50).
+    std::thread::sleep(secs(2));
+    t.line("echo ssm-$((6*7)) size=$(stty size | tr ' ' x) on=$(hostname -I)");
+    let screen = t.wait_for("ssm-42 size=50x160", secs(15));
+    assert!(
+        screen.contains(&lab.instance_ip.to_string()),
+        "not web-1:\n{screen}"
+    );
+    // A resize reaches the remote pty.
+    t.tmux(&["resize-window", "-t", "repl", "-x", "100", "-y", "30"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    t.line("echo size2=$(stty size | tr ' ' x)");
+    t.wait_for("size2=30x100", secs(10));
+    // Ctrl-C goes to the remote foreground job, not to aws-hop.
+    t.line("sleep 30");
+    std::thread::sleep(secs(1));
+    t.keys(&["C-c"]);
+    t.line("echo after-$((40+2))");
+    t.wait_for("after-42", secs(10));
+    // Leaving the shell ends the session and returns to the REPL.
+    t.line("exit");
+    t.wait_for("=> ", secs(15));
+    t.line("1 + 1");
+    t.wait_for("=> 2", secs(10));
+}

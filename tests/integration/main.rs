@@ -23,7 +23,12 @@
 //!   discovery, ephemeral key push, SSH and a PostgreSQL forward over the tunnel, errors.
 //! - `hop_auth`: ssh-agent, and passphrase-protected keys through it.
 //! - `hop_bad_input`: every user error gives its cause and fix, and nothing else breaks.
+//! - `hop_proxy`: `aws-hop proxy` under real `scp`/`ssh` (ProxyCommand), `aws-hop ssh-config`,
+//!   and `connect()` with its ordered fallback and report.
 //! - `hop_repl`: the REPL driven through tmux.
+//! - `hop_ssm`: SSM Session Manager hops: a PostgreSQL forward, ten connections over one
+//!   session, 100 MB each way through faults, a resumed WebSocket, SSH with a pushed key,
+//!   and the errors (offline agent, unknown instance, refused token, IAM, idle timeout).
 //! - `aws_lab`: the lab's AWS side (moto and the fakes) through boto3, websockets and
 //!   OpenSSH: discovery, SigV4 refusals, SendSSHPublicKey with a real login, EICE tunnels.
 //! - `ssm_lab`: the lab's fake SSM Session Manager through an independent Python client:
@@ -39,7 +44,9 @@ mod hop_eice;
 mod hop_forward;
 mod hop_host_keys;
 mod hop_multi;
+mod hop_proxy;
 mod hop_repl;
+mod hop_ssm;
 mod lab_isolation;
 mod lab_lifecycle;
 mod openssh_baseline;

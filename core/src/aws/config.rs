@@ -90,17 +90,35 @@ impl AwsConfig {
 #[derive(Default)]
 pub struct AwsConfigs {
     loaded: Mutex<HashMap<ConfigKey, AwsConfig>>,
+    /// `--profile` / `--region` of the command line: used where a script names none.
+    defaults: ConfigKey,
 }
 
 impl AwsConfigs {
+    /// Configurations whose profile and region default to `defaults` (the command line's
+    /// `--profile` and `--region`) where a script's options name none.
+    pub fn with_defaults(defaults: ConfigKey) -> AwsConfigs {
+        AwsConfigs {
+            loaded: Mutex::default(),
+            defaults,
+        }
+    }
+
     /// The configuration for `key`, loaded (and checked) on first use.
     pub async fn get(&self, key: &ConfigKey) -> Result<AwsConfig> {
+        let key = ConfigKey {
+            profile: key
+                .profile
+                .clone()
+                .or_else(|| self.defaults.profile.clone()),
+            region: key.region.clone().or_else(|| self.defaults.region.clone()),
+        };
         let mut loaded = self.loaded.lock().await;
-        if let Some(c) = loaded.get(key) {
+        if let Some(c) = loaded.get(&key) {
             return Ok(c.clone());
         }
-        let config = load(key).await?;
-        loaded.insert(key.clone(), config.clone());
+        let config = load(&key).await?;
+        loaded.insert(key, config.clone());
         Ok(config)
     }
 }
@@ -217,11 +235,11 @@ where
             "AWS does not know this access key: check AWS_ACCESS_KEY_ID (or profile {profile}), \
              and that the key is active and belongs to this partition and region"
         ),
-        Some("SignatureDoesNotMatch" | "InvalidSignatureException") => {
-            "the secret key does not match the access key (check AWS_SECRET_ACCESS_KEY or the \
-             profile), or this machine's clock is off"
-                .into()
-        }
+        Some("SignatureDoesNotMatch" | "InvalidSignatureException") => format!(
+            "the secret key does not match the access key: check AWS_SECRET_ACCESS_KEY, or the \
+             keys of profile {profile} (`aws configure list --profile {profile}`); or this \
+             machine's clock is off"
+        ),
         Some(
             "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" | "AuthException",
         ) => format!(

@@ -19,7 +19,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use aws_sdk_ec2::types::Filter;
 
@@ -83,10 +83,14 @@ impl EiceHop {
                 "option `max_duration` is {d}: an EICE tunnel lasts 1 to 3600 seconds"
             )));
         }
+        let started = Instant::now();
         let instance = instances::find(&config, target).await?;
+        timing("instance lookup", started);
         instance.require_running("eic_endpoint")?;
         let ip = instance.private_address()?;
+        let started = Instant::now();
         let endpoint = discover(&config, &instance, opts.endpoint.as_deref()).await?;
+        timing("endpoint discovery", started);
         tracing::debug!(
             "eice: {} at {ip} through {} ({})",
             instance.label(),
@@ -101,6 +105,11 @@ impl EiceHop {
             max_duration_secs: opts.max_duration_secs,
             closed: AtomicBool::new(false),
         })
+    }
+
+    /// The configuration (for SendSSHPublicKey).
+    pub fn config(&self) -> &AwsConfig {
+        &self.config
     }
 
     /// The instance this hop reaches.
@@ -154,6 +163,7 @@ impl EiceHop {
                 self.instance.name.as_deref().unwrap_or(&self.instance.id),
             )));
         }
+        let started = Instant::now();
         let credentials = self.config.credentials().await?;
         let url = TunnelRequest {
             endpoint_id: self.endpoint.id.clone(),
@@ -166,48 +176,33 @@ impl EiceHop {
             time: SystemTime::now(),
         }
         .presign()?;
-        ws_stream::connect(url.as_str()).await
+        timing("presign", started);
+        let started = Instant::now();
+        let stream = ws_stream::connect(url.as_str()).await?;
+        timing("WebSocket connect", started);
+        Ok(stream)
     }
 
     /// Pushes `public_key` (OpenSSH form, `ssh-ed25519 AAAA…`) for `user` with
     /// `SendSSHPublicKey`; the instance accepts it for 60 s.
     pub async fn push_key(&self, user: &str, public_key: &str) -> Result<()> {
-        let client = self.config.instance_connect();
-        let mut req = client
-            .send_ssh_public_key()
-            .instance_id(&self.instance.id)
-            .instance_os_user(user)
-            .ssh_public_key(public_key);
-        if let Some(az) = &self.instance.az {
-            req = req.availability_zone(az);
-        }
-        match req.send().await {
-            Ok(out) if out.success() => Ok(()),
-            Ok(_) => Err(Error::Aws {
-                what: format!("SendSSHPublicKey to {} for {user}", self.instance.label()),
-                reason: "the service answered Success: false".into(),
-                hint: "try again; if it persists, give a key with `key: \"~/.ssh/...\"`".into(),
-            }),
-            Err(e) => {
-                let mut err = api_error("SendSSHPublicKey", &self.config.profile, e);
-                if let Error::Aws { hint, .. } = &mut err
-                    && hint.is_empty()
-                {
-                    *hint = format!(
-                        "check the user name ({user}: ec2-user, ubuntu, admin ... depend on the \
-                         AMI) and that the instance runs the ec2-instance-connect package; or \
-                         give a key that is already installed with `key: \"~/.ssh/...\"`"
-                    );
-                }
-                Err(err)
-            }
-        }
+        super::instance_connect::send_ssh_public_key(&self.config, &self.instance, user, public_key)
+            .await
     }
 
     /// Marks the hop closed: no new tunnels. Open ones run until they end.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
     }
+}
+
+/// Logs how long one step of setting up a tunnel took (`-vv`; `hop-lab bench` reads these
+/// lines for its EICE setup breakdown).
+fn timing(step: &str, started: Instant) {
+    tracing::debug!(
+        "eice timing: {step} {:.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
 }
 
 /// Finds the endpoint for `instance`: `wanted` by id, else the one in its subnet, else the

@@ -6,8 +6,11 @@
 //!   credentials), and AWS errors turned into messages that name the fix.
 //! - [`instances`]: `instance("web-1")` (id, Name tag or pattern, private IP) and
 //!   `instances(filters)`.
-//! - [`eice`]: the EICE hop: endpoint discovery, a freshly presigned tunnel per stream, and
-//!   `SendSSHPublicKey` for the ephemeral keys of SSH sessions over it.
+//! - [`eice`]: the EICE hop: endpoint discovery, a freshly presigned tunnel per stream.
+//! - [`instance_connect`]: `SendSSHPublicKey` for the ephemeral keys of SSH sessions over
+//!   EICE and SSM.
+//! - [`ssm`]: the SSM Session Manager hop: port forwarding multiplexed with smux, SSH over
+//!   `AWS-StartSSHSession`, interactive shells; its own data-channel client (see its docs).
 //!
 //! The wire protocols aws-hop speaks to AWS itself, without the SDK:
 //!
@@ -27,5 +30,7 @@
 pub mod config;
 pub mod eice;
 pub mod eice_url;
+pub mod instance_connect;
 pub mod instances;
+pub mod ssm;
 pub mod ws_stream;

@@ -166,7 +166,7 @@ pub async fn dial(url: &str) -> Result<WsStream<MaybeTlsStream<TcpStream>>> {
 
 /// The TLS client configuration: the OS trust store (or `SSL_CERT_FILE` / `SSL_CERT_DIR`),
 /// aws-lc-rs. Built once, so later tunnels can resume TLS sessions.
-fn tls_config(host: &str) -> Result<Arc<ClientConfig>> {
+pub(crate) fn tls_config(host: &str) -> Result<Arc<ClientConfig>> {
     static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     if let Some(config) = CONFIG.get() {
         return Ok(config.clone());
@@ -246,12 +246,15 @@ fn handshake_error(host: &str, e: tungstenite::Error) -> Error {
                 .as_deref()
                 .map(body_start)
                 .unwrap_or_default();
-            Error::EiceRefused {
-                host: host.to_owned(),
-                status: response.status().as_u16(),
-                request_id,
-                body,
-            }
+            let status = response.status().as_u16();
+            refusal_with_cause(host, status, request_id.as_deref(), &body).unwrap_or(
+                Error::EiceRefused {
+                    host: host.to_owned(),
+                    status,
+                    request_id,
+                    body,
+                },
+            )
         }
         tungstenite::Error::Io(e) => match e
             .get_ref()
@@ -290,6 +293,57 @@ fn handshake_error(host: &str, e: tungstenite::Error) -> Error {
                 .into(),
         ),
     }
+}
+
+/// A refusal whose cause the body makes plain, as an error that names that cause and its
+/// fix: a signature outside its validity window (this machine's clock), or the endpoint's
+/// limit of 20 tunnels at once. `None`: show the refusal as it came ([`Error::EiceRefused`]).
+fn refusal_with_cause(
+    host: &str,
+    status: u16,
+    request_id: Option<&str>,
+    body: &str,
+) -> Option<Error> {
+    let lower = body.to_ascii_lowercase();
+    let answered = format!(
+        "HTTP {status}{}: {body}",
+        request_id
+            .map(|r| format!(" (request id {r})"))
+            .unwrap_or_default()
+    );
+    let clock = [
+        "request has expired",
+        "signature expired",
+        "not yet valid",
+        "not yet current",
+        "in the future",
+        "too skewed",
+    ];
+    if matches!(status, 400 | 401 | 403) && clock.iter().any(|w| lower.contains(w)) {
+        return Some(eice_connect(
+            host,
+            format!(
+                "the tunnel URL's signature is outside its validity window (a presigned URL is \
+                 valid from its X-Amz-Date for 60 s, and aws-hop signs it just before dialing); \
+                 {answered}"
+            ),
+            "check this machine's clock: it is probably off by a minute or more (compare \
+             `date -u` with the real time; turn on NTP, e.g. `timedatectl set-ntp true`)"
+                .into(),
+        ));
+    }
+    if status == 429 && lower.contains("concurrent") {
+        return Some(eice_connect(
+            host,
+            format!("the endpoint carries too many tunnels at once; {answered}"),
+            "an EC2 Instance Connect Endpoint allows at most 20 concurrent connections (an AWS \
+             quota that cannot be raised): close some tunnels or forwarded connections through \
+             it, share one SSH session (one tunnel) for many forwards, or use another route \
+             (ssm, a bastion)"
+                .into(),
+        ));
+    }
+    None
 }
 
 /// The first [`BODY_SHOWN`] bytes of a body as one line of text (cut at a character
@@ -426,7 +480,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
                 let code = u16::from(f.code);
                 let reason = f.reason.as_str();
                 let hint = if self.received {
-                    ""
+                    " (after data: an endpoint also ends a tunnel when its maximum duration \
+                     passes, `max_duration` or 3600 s; forwards and SSH hops over it re-dial)"
                 } else {
                     " (before any data: check that the instance's security group allows the \
                      port from the endpoint's security group, and that the instance is running)"
@@ -529,7 +584,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
     /// Half-close: sends Close 1000 and flushes it. Reads go on until the endpoint's Close.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        let peer_closed = matches!(this.read, ReadState::Eof);
+        // The endpoint closed first (normally, or with an error code), or the tunnel failed:
+        // nothing is left to close, so a send that fails now is not an error. (An error here
+        // would also keep russh from reporting the lost session: it shuts the stream down
+        // before it calls the handler.)
+        let peer_closed = !matches!(this.read, ReadState::Open);
         if this.write == WriteState::Open {
             if let Err(e) = ready!(Pin::new(&mut this.ws).poll_ready(cx)) {
                 return Poll::Ready(Err(this.data_error(e)));
@@ -762,6 +821,9 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
         // Later reads repeat the failure; they never turn it into an end of stream.
         assert!(within(tunnel.read(&mut [0; 8])).await.is_err());
+        // Nothing is left to close: shutting down succeeds (russh reports a lost session
+        // only after its shutdown of the stream returns Ok).
+        within(tunnel.shutdown()).await.unwrap();
         within(server).await.unwrap();
     }
 
@@ -878,7 +940,7 @@ mod tests {
     #[tokio::test]
     async fn a_403_answer_is_a_clear_error() {
         let body = format!(
-            r#"{{"ErrorCode":"AccessDenied","Message":"Signature expired{}"}}END-OF-BODY"#,
+            r#"{{"ErrorCode":"AccessDenied","Message":"Not authorized{}"}}END-OF-BODY"#,
             " ".repeat(400)
         );
         let answer = format!(
@@ -907,12 +969,47 @@ mod tests {
         );
         assert!(msg.contains("request id 0a1b2c3d-req"), "{msg}");
         assert!(
-            msg.contains(r#"{"ErrorCode":"AccessDenied","Message":"Signature expired"#),
+            msg.contains(r#"{"ErrorCode":"AccessDenied","Message":"Not authorized"#),
             "{msg}"
         );
         assert!(!msg.contains("END-OF-BODY"), "{msg}");
         assert!(msg.contains("check this machine's clock"), "{msg}");
         assert!(msg.contains("ec2-instance-connect:OpenTunnel"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn a_signature_outside_its_window_says_to_check_the_clock() {
+        for message in [
+            "Request has expired: X-Amz-Date 20260101T000000Z + 60 s is before now",
+            "Signature not yet current: 20260101T000500Z is still later than now",
+        ] {
+            let body = format!(r#"{{"ErrorCode":"AccessDeniedException","Message":"{message}"}}"#);
+            let answer = format!(
+                "HTTP/1.1 403 Forbidden\r\nx-amzn-RequestId: req-7\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let url = http_server(answer).await;
+            let err = within(dial(&url)).await.err().expect("a 403 must fail");
+            let msg = err.to_string();
+            assert!(matches!(err, Error::EiceConnect { .. }), "{msg}");
+            assert!(msg.contains("outside its validity window"), "{msg}");
+            assert!(msg.contains("check this machine's clock"), "{msg}");
+            assert!(msg.contains("HTTP 403 (request id req-7)"), "{msg}");
+            assert!(msg.contains(message), "{msg}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_429_for_concurrent_tunnels_names_the_limit() {
+        let body = r#"{"ErrorCode":"ThrottlingException","Message":"The maximum number of concurrent connections has been reached."}"#;
+        let answer = format!(
+            "HTTP/1.1 429 Too Many Requests\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let url = http_server(answer).await;
+        let msg = within(dial(&url)).await.err().unwrap().to_string();
+        assert!(msg.contains("HTTP 429: {\"ErrorCode\""), "{msg}");
+        assert!(msg.contains("at most 20 concurrent connections"), "{msg}");
     }
 
     #[tokio::test]

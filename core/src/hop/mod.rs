@@ -6,6 +6,9 @@
 //!   another hop (`via`), which is how multi-hop chains of any depth work.
 //! - `Eice` ([`crate::aws::eice::EiceHop`]): a presigned WebSocket tunnel through an EC2
 //!   Instance Connect Endpoint, to one instance's port 22 or 3389; SSH runs over it.
+//! - `Ssm` ([`crate::aws::ssm::SsmHop`]): SSM Session Manager; streams are smux streams of
+//!   one port-forwarding session per target (or, under `.ssh()`, one `AWS-StartSSHSession`
+//!   per connection).
 //! - [`host_key`]: the russh handler that verifies host keys against known_hosts.
 //! - [`exec`], [`shell`]: commands and interactive terminals on an SSH hop.
 //!
@@ -44,6 +47,8 @@ pub enum Hop {
     Ssh(Arc<ssh::SshHop>),
     /// Through an EC2 Instance Connect Endpoint, to one instance's port 22 or 3389.
     Eice(Arc<crate::aws::eice::EiceHop>),
+    /// Through SSM Session Manager, to the instance or a host it reaches.
+    Ssm(Arc<crate::aws::ssm::SsmHop>),
 }
 
 impl Hop {
@@ -54,6 +59,7 @@ impl Hop {
             Hop::Direct => direct::connect(host, port).await,
             Hop::Ssh(s) => s.open(host, port, origin).await,
             Hop::Eice(e) => e.open(host, port).await,
+            Hop::Ssm(s) => s.open(host, port).await,
         }
     }
 
@@ -63,6 +69,7 @@ impl Hop {
             Hop::Direct => "direct".into(),
             Hop::Ssh(s) => s.describe(),
             Hop::Eice(e) => e.describe(),
+            Hop::Ssm(s) => s.describe(),
         }
     }
 
@@ -71,6 +78,7 @@ impl Hop {
         match self {
             Hop::Ssh(s) => s.close().await,
             Hop::Eice(e) => e.close(),
+            Hop::Ssm(s) => s.close().await,
             Hop::Direct => {}
         }
     }

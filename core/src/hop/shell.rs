@@ -20,12 +20,12 @@ use super::ssh::SshHop;
 use crate::error::{Error, Result};
 
 /// Restores the terminal mode it saved, when dropped.
-struct RawMode {
+pub(crate) struct RawMode {
     saved: Termios,
 }
 
 impl RawMode {
-    fn enable() -> Option<RawMode> {
+    pub(crate) fn enable() -> Option<RawMode> {
         let stdin = std::io::stdin();
         let saved = termios::tcgetattr(stdin.as_fd()).ok()?;
         let mut raw = saved.clone();
@@ -42,19 +42,19 @@ impl Drop for RawMode {
 }
 
 /// The local window size, or 80x24.
-fn window_size() -> (u32, u32) {
+pub(crate) fn window_size() -> (u32, u32) {
     terminal_size::terminal_size().map_or((80, 24), |(w, h)| (u32::from(w.0), u32::from(h.0)))
 }
 
 /// Keyboard input: a non-blocking `/dev/tty` when stdin is a terminal, stdin otherwise.
-enum Input {
+pub(crate) enum Input {
     Tty(AsyncFd<std::fs::File>),
     Pipe(tokio::io::Stdin),
     Closed,
 }
 
 impl Input {
-    fn open() -> Input {
+    pub(crate) fn open() -> Input {
         if std::io::stdin().is_terminal() {
             use std::os::unix::fs::OpenOptionsExt;
             if let Ok(f) = std::fs::OpenOptions::new()
@@ -75,7 +75,7 @@ impl Input {
     }
 
     /// Reads some bytes; 0 means end of input.
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+    pub(crate) async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
             Input::Tty(fd) => loop {
                 let mut guard = fd.readable().await?;

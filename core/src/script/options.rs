@@ -87,6 +87,26 @@ impl Options {
         }
     }
 
+    /// A whole-number option within `range`.
+    pub fn int_in(&self, key: &str, range: std::ops::RangeInclusive<i64>) -> Result<Option<i64>> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(v) if v.is_unit() => Ok(None),
+            Some(v) => v
+                .as_int()
+                .ok()
+                .filter(|n| range.contains(n))
+                .map(Some)
+                .ok_or_else(|| {
+                    self.wrong(
+                        key,
+                        &format!("a whole number from {} to {}", range.start(), range.end()),
+                        v,
+                    )
+                }),
+        }
+    }
+
     /// A number of seconds (integer or decimal) option.
     pub fn seconds(&self, key: &str) -> Result<Option<std::time::Duration>> {
         match self.map.get(key) {

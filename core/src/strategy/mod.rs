@@ -7,12 +7,19 @@
 //! export const summary = "SSH straight to a Network Load Balancer that forwards port 22";
 //! fn applies(target) { ... }     // true, or a string saying why not
 //! fn open(target, opts) { ... }  // returns a Hop; throw to let connect() fall back
+//! fn route(target, opts) { ... } // optional: a Hop whose streams reach the target's own
+//!                                // ports, for `aws-hop proxy` (OpenSSH does the SSH)
 //! ```
+//!
+//! [`attempt`] runs them in order for `connect()` and `aws-hop proxy`, with a report of every
+//! attempt.
 //!
 //! Built-in plugins (plugins/ in the source tree) are compiled into the binary. User plugins
 //! come from the directories in `AWS_HOP_PLUGIN_PATH` (colon-separated), then
 //! `~/.config/aws-hop/plugins`; a user plugin with a built-in's name replaces it. A plugin that
 //! fails to load is reported and skipped: the others, and the script, go on.
+
+pub mod attempt;
 
 use std::path::{Path, PathBuf};
 
@@ -21,13 +28,16 @@ use rhai::{AST, Engine, Module, Scope};
 use crate::script::diagnostic::Diagnostic;
 
 /// Plugins compiled into the binary, in their default order.
+/// The order is `connect()`'s: the AWS-native ways in first (they need nothing but IAM), a
+/// bastion when one is given, and plain SSH last.
 const BUILTIN: &[(&str, &str)] = &[
-    ("direct.rhai", include_str!("../../../plugins/direct.rhai")),
     ("eice.rhai", include_str!("../../../plugins/eice.rhai")),
+    ("ssm.rhai", include_str!("../../../plugins/ssm.rhai")),
     (
         "bastion.rhai",
         include_str!("../../../plugins/bastion.rhai"),
     ),
+    ("direct.rhai", include_str!("../../../plugins/direct.rhai")),
 ];
 
 /// One loaded plugin.
@@ -175,7 +185,7 @@ mod tests {
         let p = Plugins::load(&engine, &[]);
         assert!(p.errors.is_empty(), "{:?}", p.errors);
         let names: Vec<_> = p.list().iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["direct", "eice", "bastion"]);
+        assert_eq!(names, ["eice", "ssm", "bastion", "direct"]);
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! AWS bindings: `instance()`, `instances()`, `eic_endpoint()`.
+//! AWS bindings: `instance()`, `instances()`, `eic_endpoint()`, `ssm()`, `ssm_status()`.
 //!
 //! Lookups return plain maps (`#{ id, name, state, private_ip, public_ip, vpc_id, subnet_id,
 //! az, platform, tags }`), so scripts can print and test them. `eic_endpoint()` returns a
 //! [`Hop`] whose streams are EICE tunnels to one instance; `.ssh("ec2-user")` on it (the
 //! `ssh` binding of [`super::hops`]) logs in with an ephemeral key pushed by
-//! SendSSHPublicKey.
+//! SendSSHPublicKey. `ssm()` returns a [`Hop`] through SSM Session Manager: forwards over it
+//! share one port-forwarding session per target, `.ssh(user)` logs in the same way over
+//! `AWS-StartSSHSession`, and `.shell()` opens a Session Manager shell.
 //!
 //! Every binding takes `profile` and `region` options; without them the environment and the
 //! AWS profile files decide, as for the AWS CLI.
@@ -17,6 +19,7 @@ use rhai::{Array, Dynamic, Engine, Map};
 use crate::aws::config::ConfigKey;
 use crate::aws::eice::{EiceHop, EiceOptions};
 use crate::aws::instances::{self, InstanceInfo};
+use crate::aws::ssm::{CHUNK_SIZES, SsmHop, SsmOptions, WINDOWS};
 use crate::error::{Error, Result};
 use crate::hop::Hop;
 use crate::script::context::{Context, script_error};
@@ -27,6 +30,17 @@ pub const LOOKUP_OPTIONS: &[&str] = &["profile", "region"];
 
 /// Options of `eic_endpoint()`.
 pub const EICE_OPTIONS: &[&str] = &["endpoint", "max_duration", "profile", "region"];
+
+/// Options of `ssm()`.
+pub const SSM_OPTIONS: &[&str] = &[
+    "document",
+    "reason",
+    "chunk_size",
+    "window",
+    "timeout",
+    "profile",
+    "region",
+];
 
 pub fn register(engine: &mut Engine) {
     engine.register_global_module(exported_module!(aws_api).into());
@@ -156,6 +170,69 @@ pub fn open_eice(ctx: &Arc<Context>, target: &Dynamic, opts: Map) -> Result<Hop>
     Ok(hop)
 }
 
+/// Opens the SSM hop for `target` with `opts`.
+pub fn open_ssm(ctx: &Arc<Context>, target: &Dynamic, opts: Map) -> Result<Hop> {
+    let target = target_of(target, "ssm")?;
+    let opts = Options::new(opts, "ssm", SSM_OPTIONS)?;
+    let key = config_key(&opts)?;
+    let range = |r: &std::ops::RangeInclusive<usize>| {
+        i64::try_from(*r.start()).unwrap_or(0)..=i64::try_from(*r.end()).unwrap_or(i64::MAX)
+    };
+    let defaults = SsmOptions::default();
+    let ssm_opts = SsmOptions {
+        document: opts.string("document")?,
+        reason: opts.string("reason")?,
+        chunk_size: opts
+            .int_in("chunk_size", range(&CHUNK_SIZES))?
+            .map_or(defaults.chunk_size, |n| usize::try_from(n).unwrap_or(0)),
+        window: opts
+            .int_in("window", range(&WINDOWS))?
+            .map_or(defaults.window, |n| usize::try_from(n).unwrap_or(0)),
+        timeout: opts.seconds("timeout")?.unwrap_or(defaults.timeout),
+    };
+    let c = ctx.clone();
+    let hop = ctx.rt.block_on(async move {
+        let cfg = c.aws.get(&key).await?;
+        SsmHop::connect(cfg, &target, ssm_opts).await
+    })?;
+    let hop = Hop::Ssm(Arc::new(hop));
+    ctx.track(&hop);
+    Ok(hop)
+}
+
+/// `ssm_status(target)`: what Systems Manager says about the instance's agent.
+fn ssm_status_map(ctx: &Arc<Context>, target: &Dynamic, opts: Map) -> Result<Map> {
+    let target = target_of(target, "ssm_status")?;
+    let opts = Options::new(opts, "ssm_status", LOOKUP_OPTIONS)?;
+    let key = config_key(&opts)?;
+    let c = ctx.clone();
+    ctx.rt.block_on(async move {
+        let cfg = c.aws.get(&key).await?;
+        let (instance, status) = SsmHop::status(&cfg, &target).await?;
+        let opt = |v: &Option<String>| v.clone().map_or(Dynamic::UNIT, Dynamic::from);
+        let online = status.online() && instance.state == "running";
+        let reason = if instance.state == "running" {
+            status
+                .problem(&instance)
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        } else {
+            format!("instance {} is {}", instance.label(), instance.state)
+        };
+        let mut m = Map::new();
+        m.insert("id".into(), instance.id.clone().into());
+        m.insert("name".into(), opt(&instance.name));
+        m.insert("state".into(), instance.state.clone().into());
+        m.insert("managed".into(), status.ping_status.is_some().into());
+        m.insert("ping_status".into(), opt(&status.ping_status));
+        m.insert("agent_version".into(), opt(&status.agent_version));
+        m.insert("platform".into(), opt(&status.platform));
+        m.insert("online".into(), online.into());
+        m.insert("reason".into(), reason.into());
+        Ok(m)
+    })
+}
+
 #[export_module]
 #[allow(unreachable_pub)]
 mod aws_api {
@@ -235,5 +312,60 @@ mod aws_api {
         opts: Map,
     ) -> Result<Hop, Box<EvalAltResult>> {
         open_eice(&Context::of(&ctx), &target, opts).map_err(|e| script_error(&ctx, e))
+    }
+
+    /// A hop through AWS Systems Manager Session Manager to an instance (id, Name tag, private
+    /// IP, or a map from instance()), with no inbound port and no bastion. Its agent must be
+    /// Online. Forwards through it share one port-forwarding session per target; `.ssh(user)`
+    /// logs in over `AWS-StartSSHSession` with a pushed key; `.shell()` opens a shell.
+    ///
+    /// ```rhai
+    /// let s = ssm("web-1");
+    /// let db = s.forward(5432, "mydb.abc.eu-west-1.rds.amazonaws.com:5432");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn ssm(ctx: NativeCallContext, target: Dynamic) -> Result<Hop, Box<EvalAltResult>> {
+        open_ssm(&Context::of(&ctx), &target, Map::new()).map_err(|e| script_error(&ctx, e))
+    }
+
+    /// `ssm(target, opts)`: options `document` (a port-forwarding document to use instead of
+    /// AWS-StartPortForwardingSession[ToRemoteHost]), `reason` (recorded in CloudTrail),
+    /// `chunk_size` (bytes per message, 256-65536, default 8192), `window` (unacknowledged
+    /// messages, default 512), `timeout` (seconds for a session to become ready, default 30),
+    /// `profile`, `region`.
+    ///
+    /// ```rhai
+    /// let s = ssm("i-0123456789abcdef0", #{ reason: "ticket 4711", chunk_size: 32768 });
+    /// ```
+    #[rhai_fn(name = "ssm", return_raw)]
+    pub fn ssm_with(
+        ctx: NativeCallContext,
+        target: Dynamic,
+        opts: Map,
+    ) -> Result<Hop, Box<EvalAltResult>> {
+        open_ssm(&Context::of(&ctx), &target, opts).map_err(|e| script_error(&ctx, e))
+    }
+
+    /// What Systems Manager says about an instance's agent, without starting a session:
+    /// `#{ id, name, state, managed, ping_status, agent_version, platform, online, reason }`
+    /// (`reason` says why sessions cannot start, and what to fix; empty when `online`).
+    ///
+    /// ```rhai
+    /// let st = ssm_status("web-1");
+    /// if !st.online { print(st.reason); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn ssm_status(ctx: NativeCallContext, target: Dynamic) -> Result<Map, Box<EvalAltResult>> {
+        ssm_status_map(&Context::of(&ctx), &target, Map::new()).map_err(|e| script_error(&ctx, e))
+    }
+
+    /// `ssm_status(target, opts)`: options `profile`, `region`.
+    #[rhai_fn(name = "ssm_status", return_raw)]
+    pub fn ssm_status_with(
+        ctx: NativeCallContext,
+        target: Dynamic,
+        opts: Map,
+    ) -> Result<Map, Box<EvalAltResult>> {
+        ssm_status_map(&Context::of(&ctx), &target, opts).map_err(|e| script_error(&ctx, e))
     }
 }

@@ -10,7 +10,11 @@ use rhai::{Engine, Map};
 use russh::keys::PrivateKey;
 use russh::keys::ssh_key::Algorithm;
 
+use crate::aws::config::AwsConfig;
 use crate::aws::eice::EiceHop;
+use crate::aws::instance_connect::send_ssh_public_key;
+use crate::aws::instances::InstanceInfo;
+use crate::aws::ssm::SsmHop;
 use crate::error::{Error, Result};
 use crate::hop::host_key::{HostKeyCheck, HostKeyPolicy};
 use crate::hop::ssh::{SshHop, SshOptions};
@@ -68,6 +72,9 @@ async fn connect_chain(ctx: &Context, dest: &str, opts: &Options, via: Option<Ho
     if let Some(Hop::Eice(eice)) = &via {
         return connect_over_eice(ctx, eice.clone(), dest, opts).await;
     }
+    if let Some(Hop::Ssm(ssm)) = &via {
+        return connect_over_ssm(ctx, ssm.clone(), dest, opts).await;
+    }
     let parsed = ssh_config::parse_destination(dest)?;
     let resolved = ssh_config::resolve(&parsed, None, &ctx.home)?;
     if let Some(cmd) = &resolved.proxy_command
@@ -100,14 +107,77 @@ async fn connect_chain(ctx: &Context, dest: &str, opts: &Options, via: Option<Ho
     Ok(hop)
 }
 
-/// SSH to the instance of an EICE hop: `dest` is the user (`"ec2-user"`), or `user@host`
+/// SSH to the instance of an EICE hop (see [`connect_over_instance`]).
+async fn connect_over_eice(
+    ctx: &Context,
+    eice: Arc<EiceHop>,
+    dest: &str,
+    opts: &Options,
+) -> Result<Hop> {
+    let ip = eice.ip();
+    let checker = eice.clone();
+    let login = InstanceLogin {
+        via: Hop::Eice(eice.clone()),
+        dial_host: if ip.is_ipv6() {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
+        },
+        config: eice.config().clone(),
+        instance: eice.instance().clone(),
+        describe: eice.describe(),
+        kind: "an EICE hop",
+        is_instance: Box::new(move |h| checker.is_instance(h)),
+    };
+    connect_over_instance(ctx, login, dest, opts).await
+}
+
+/// SSH to the instance of an SSM hop, over one `AWS-StartSSHSession` session per SSH
+/// connection (see [`connect_over_instance`]).
+async fn connect_over_ssm(
+    ctx: &Context,
+    ssm: Arc<SsmHop>,
+    dest: &str,
+    opts: &Options,
+) -> Result<Hop> {
+    let checker = ssm.clone();
+    let login = InstanceLogin {
+        via: Hop::Ssm(Arc::new(ssm.ssh_transport())),
+        dial_host: ssm.instance().id.clone(),
+        config: ssm.config().clone(),
+        instance: ssm.instance().clone(),
+        describe: ssm.describe(),
+        kind: "an SSM hop",
+        is_instance: Box::new(move |h| checker.is_instance(h)),
+    };
+    connect_over_instance(ctx, login, dest, opts).await
+}
+
+/// An instance that `.ssh(user)` logs in to through a tunnel hop (EICE or SSM).
+struct InstanceLogin {
+    /// The hop the SSH connection runs over.
+    via: Hop,
+    /// The host dialed through `via`: the private IP (EICE) or the instance id (SSM).
+    dial_host: String,
+    /// For SendSSHPublicKey.
+    config: AwsConfig,
+    instance: InstanceInfo,
+    /// The tunnel hop, for messages.
+    describe: String,
+    /// "an EICE hop", for messages.
+    kind: &'static str,
+    /// True when a host names the instance.
+    is_instance: Box<dyn Fn(&str) -> bool + Send + Sync>,
+}
+
+/// SSH to the instance of a tunnel hop: `dest` is the user (`"ec2-user"`), or `user@host`
 /// where host names that instance. The host key is looked up under the instance id (like
 /// OpenSSH's HostKeyAlias), so a private IP reused by another instance cannot confuse it.
 /// Without a `key` option, an ephemeral ed25519 key is made in memory and pushed with
 /// SendSSHPublicKey before every dial (a pushed key is accepted for 60 s).
-async fn connect_over_eice(
+async fn connect_over_instance(
     ctx: &Context,
-    eice: Arc<EiceHop>,
+    login: InstanceLogin,
     dest: &str,
     opts: &Options,
 ) -> Result<Hop> {
@@ -116,31 +186,27 @@ async fn connect_over_eice(
         None => (dest, None),
     };
     if let Some(h) = host
-        && !eice.is_instance(h)
+        && !(login.is_instance)(h)
     {
         return Err(Error::invalid(format!(
             "{} reaches only its instance, not {h}: write .ssh(\"{user}\") to log in to {}, then \
              .ssh(\"{user}@{h}\") on that hop to go further",
-            eice.describe(),
-            eice.instance().label()
+            login.describe,
+            login.instance.label()
         )));
     }
     if user.is_empty() || user.contains(char::is_whitespace) {
         return Err(Error::invalid(format!(
-            "'{dest}' is not a user name: an EICE hop takes the login user, for example \
-             .ssh(\"ec2-user\") (ubuntu, admin ... depend on the AMI)"
+            "'{dest}' is not a user name: {} takes the login user, for example \
+             .ssh(\"ec2-user\") (ubuntu, admin ... depend on the AMI)",
+            login.kind
         )));
     }
-    let ip = eice.ip();
-    let target = if ip.is_ipv6() {
-        format!("{user}@[{ip}]")
-    } else {
-        format!("{user}@{ip}")
-    };
+    let target = format!("{user}@{}", login.dial_host);
     let parsed = ssh_config::parse_destination(&target)?;
     let resolved = ssh_config::resolve(&parsed, None, &ctx.home)?;
-    let mut o = ssh_options(ctx, &resolved, opts, Some(Hop::Eice(eice.clone())))?;
-    o.host_key.name.clone_from(&eice.instance().id);
+    let mut o = ssh_options(ctx, &resolved, opts, Some(login.via.clone()))?;
+    o.host_key.name.clone_from(&login.instance.id);
     o.host_key.port = 22;
     if opts.string("key")?.is_none() {
         let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
@@ -150,11 +216,16 @@ async fn connect_over_eice(
             .to_openssh()
             .map_err(|e| Error::invalid(format!("cannot encode the ephemeral key: {e}")))?;
         let user = o.user.clone();
-        let pusher = eice.clone();
+        let (config, instance) = (login.config.clone(), login.instance.clone());
         o.memory_keys.insert(0, Arc::new(key));
         o.before_dial = Some(Arc::new(move || {
-            let (pusher, user, public) = (pusher.clone(), user.clone(), public.clone());
-            Box::pin(async move { pusher.push_key(&user, &public).await })
+            let (config, instance, user, public) = (
+                config.clone(),
+                instance.clone(),
+                user.clone(),
+                public.clone(),
+            );
+            Box::pin(async move { send_ssh_public_key(&config, &instance, &user, &public).await })
         }));
     }
     let hop = Hop::Ssh(SshHop::connect(o).await?);
@@ -303,6 +374,15 @@ fn ssh_hop(
                 e.instance().id
             ),
         )),
+        Hop::Ssm(s) => Err(script_error(
+            ctx,
+            format!(
+                "{what} needs an SSH hop, and {} is a Session Manager hop: log in over it \
+                 first, e.g. ssm(\"{}\").ssh(\"ec2-user\") (shell() works on it directly)",
+                s.describe(),
+                s.instance().id
+            ),
+        )),
     }
 }
 
@@ -407,13 +487,21 @@ mod hop_api {
             .map_err(|e| script_error(&ctx, e))
     }
 
-    /// Hands the terminal to an interactive shell on an SSH hop; returns its exit status.
+    /// Hands the terminal to an interactive shell on an SSH hop (or a Session Manager shell
+    /// on an `ssm()` hop); returns its exit status.
     ///
     /// ```rhai
     /// b.shell();
     /// ```
     #[rhai_fn(global, return_raw, pure)]
     pub fn shell(ctx: NativeCallContext, hop: &mut Hop) -> Result<i64, Box<EvalAltResult>> {
+        if let Hop::Ssm(ssm) = hop {
+            let ssm = ssm.clone();
+            return Context::of(&ctx)
+                .rt
+                .block_on(async move { crate::aws::ssm::shell::interactive(&ssm).await })
+                .map_err(|e| script_error(&ctx, e));
+        }
         let s = ssh_hop(&ctx, hop, "shell()")?;
         let c = Context::of(&ctx);
         c.rt.block_on(async move { shell::interactive(&s).await })
