@@ -63,7 +63,7 @@ fn first_byte(stream: &TcpStream) -> Result<Instant> {
 }
 
 /// Milliseconds from connecting to `127.0.0.1:port` to the greeting's first byte.
-fn new_connection(port: u16) -> Result<f64> {
+pub(crate) fn new_connection(port: u16) -> Result<f64> {
     let start = Instant::now();
     let stream = TcpStream::connect_timeout(&local(port), Duration::from_secs(2))
         .with_context(|| format!("cannot connect to 127.0.0.1:{port}"))?;
@@ -74,7 +74,11 @@ fn new_connection(port: u16) -> Result<f64> {
 /// Milliseconds from starting `tool` (one forward to `target`) to the greeting's first
 /// byte through it, and to the forward's port accepting. The tool is then stopped
 /// cleanly.
-fn start_to_first_byte(launcher: &Launcher, tool: Tool, target: &str) -> Result<(f64, f64)> {
+pub(crate) fn start_to_first_byte(
+    launcher: &Launcher,
+    tool: Tool,
+    target: &str,
+) -> Result<(f64, f64)> {
     let port = launcher.port();
     let cmd = launcher.command(
         tool,
@@ -83,6 +87,19 @@ fn start_to_first_byte(launcher: &Launcher, tool: Tool, target: &str) -> Result<
             target: target.to_owned(),
         }],
     )?;
+    let (ms, accepted, mut process) = start_and_read_first_byte(cmd, tool, port)?;
+    stop(tool, &mut process)?;
+    Ok((ms, accepted))
+}
+
+/// Starts `cmd` (`tool` with one forward to MariaDB on `port`), polls the port every
+/// millisecond and reads the greeting's first byte: (ms to the first byte, ms to the port
+/// accepting, the still-running process, for the caller to read and stop).
+pub(crate) fn start_and_read_first_byte(
+    cmd: std::process::Command,
+    tool: Tool,
+    port: u16,
+) -> Result<(f64, f64, super::child::Spawned)> {
     let start = Instant::now();
     let mut process = super::child::Spawned::start(cmd)?;
     let stream = loop {
@@ -110,10 +127,10 @@ fn start_to_first_byte(launcher: &Launcher, tool: Tool, target: &str) -> Result<
     let accepted = start.elapsed();
     let at = first_byte(&stream).with_context(|| process.report())?;
     drop(stream);
-    stop(tool, &mut process)?;
     Ok((
         at.duration_since(start).as_secs_f64() * 1e3,
         accepted.as_secs_f64() * 1e3,
+        process,
     ))
 }
 

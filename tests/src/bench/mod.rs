@@ -8,7 +8,13 @@
 //! 3. a new connection through an open forward to that first byte;
 //! 4. bulk throughput each way, with CPU-s per GiB ([`throughput`]);
 //! 5. peak RSS with 100 forwards and 1000 connections ([`rss`]);
-//! 6. the summary of every target, and the load average at the end.
+//! 6. the EICE section ([`eice`]): aws-hop through the lab's EC2 Instance Connect Endpoint
+//!    against the bastion path, start to first byte, throughput and a setup breakdown
+//!    (`--only eice` runs this section alone);
+//! 7. the SSM section ([`ssm`]): aws-hop through the lab's fake Session Manager against the
+//!    bastion path, start to first byte, new connections, throughput with CPU per GiB
+//!    (`--only ssm` runs this section alone);
+//! 8. the summary of every target, and the load average at the end.
 //!
 //! Layout, one concept per file: [`tools`] (the compared tools and how they start),
 //! [`server`] (the test servers in the private subnet), [`procfs`] (CPU, memory, limits),
@@ -18,11 +24,13 @@
 
 pub(crate) mod binary;
 pub(crate) mod child;
+mod eice;
 mod first_byte;
 pub(crate) mod interrupt;
 mod procfs;
 mod rss;
 mod server;
+mod ssm;
 mod stats;
 mod table;
 mod throughput;
@@ -57,6 +65,31 @@ pub(crate) struct Settings {
     pub(crate) connect_samples: usize,
     /// Reuse the lab in this state directory instead of bringing one up.
     pub(crate) dir: Option<PathBuf>,
+    /// Run only this section.
+    pub(crate) only: Option<Section>,
+    /// What the EICE section measures.
+    pub(crate) eice: eice::EiceSettings,
+    /// What the SSM section measures.
+    pub(crate) ssm: ssm::SsmSettings,
+}
+
+pub(crate) use eice::EiceSettings;
+pub(crate) use ssm::SsmSettings;
+
+/// A section that can run alone (`--only`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Section {
+    Eice,
+    Ssm,
+}
+
+impl Section {
+    fn name(self) -> &'static str {
+        match self {
+            Section::Eice => "eice",
+            Section::Ssm => "ssm",
+        }
+    }
 }
 
 /// The issue's bound on a new connection's first byte through an open forward.
@@ -150,17 +183,26 @@ pub(crate) fn run(settings: &Settings) -> Result<()> {
     let aws_hop = binary::aws_hop()?;
     eprintln!("bench: aws-hop binary {}", aws_hop.display());
     let lab = BenchLab::open(settings.dir.as_ref())?;
+    // The EICE and SSM sections need the AWS side (moto and the fakes); idempotent.
+    eprintln!("bench: bringing up the lab's AWS side");
+    let aws = lab.up_aws();
     // Only now: the lab's daemons and its guard must start with Ctrl-C unblocked (see
     // `interrupt`).
     interrupt::install()?;
-    let result = measure_all(
-        settings,
-        &lab,
-        aws_hop,
-        &load_start,
-        user_nofile,
-        bench_nofile,
-    );
+    let result = aws.and_then(|()| {
+        if let Some(only) = settings.only {
+            measure_only(only, settings, &lab, aws_hop, &load_start)
+        } else {
+            measure_all(
+                settings,
+                &lab,
+                aws_hop,
+                &load_start,
+                user_nofile,
+                bench_nofile,
+            )
+        }
+    });
     let down = lab.finish();
     result?;
     down?;
@@ -258,8 +300,93 @@ fn measure_all(
     ));
     verdicts.extend(memory.verdicts());
 
+    eprintln!("bench: EICE section");
+    let (text, eice_verdicts) = eice::measure(lab, &launcher, &settings.eice)?;
+    section(&text);
+    verdicts.extend(eice_verdicts);
+
+    eprintln!("bench: SSM section");
+    let (text, ssm_verdicts) = ssm::measure(lab, &launcher, &settings.ssm)?;
+    section(&text);
+    verdicts.extend(ssm_verdicts);
+
     section(&format!("Summary\n{}", verdict::summary(&verdicts)));
     drop((sink, source, echo));
+    Ok(())
+}
+
+/// `--only eice` or `--only ssm`: a short header, then that section.
+fn measure_only(
+    only: Section,
+    settings: &Settings,
+    lab: &BenchLab,
+    aws_hop: PathBuf,
+    load_start: &str,
+) -> Result<()> {
+    let launcher = Launcher::new(lab, aws_hop.clone())?;
+    let nproc = thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let mut facts = Table::new(&["", ""]).left(1);
+    let mut fact = |k: &str, v: String| facts.row(vec![k.into(), v]);
+    fact("date", command_text("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
+    fact("cpu", cpu_model());
+    fact("nproc", nproc.to_string());
+    fact("kernel", command_text("uname", &["-r"]));
+    fact("ssh -V", command_text("ssh", &["-V"]));
+    fact(
+        "aws-hop",
+        format!(
+            "{} ({} build of hop-lab)",
+            aws_hop.display(),
+            if binary::release_build() {
+                "release"
+            } else {
+                "debug"
+            }
+        ),
+    );
+    fact(
+        "lab",
+        format!(
+            "{} in {}: {}",
+            lab.config.prefix,
+            lab.dir().display(),
+            lab.origin()
+        ),
+    );
+    fact("load average", format!("{load_start} at start"));
+    let (bytes, runs, starts, connects) = match only {
+        Section::Eice => (
+            settings.eice.bytes,
+            settings.eice.runs,
+            settings.eice.start_samples,
+            settings.eice.connect_samples,
+        ),
+        Section::Ssm => (
+            settings.ssm.bytes,
+            settings.ssm.runs,
+            settings.ssm.start_samples,
+            settings.ssm.connect_samples,
+        ),
+    };
+    fact(
+        "sizes",
+        format!(
+            "{} x {runs} runs per path and direction; {starts} starts, {connects} new \
+             connections per path",
+            human_size(bytes),
+        ),
+    );
+    let rendered = facts.render();
+    section(&format!(
+        "hop-lab bench --only {}\n{}",
+        only.name(),
+        rendered.split_once('\n').map_or("", |(_, rest)| rest)
+    ));
+    let (text, _) = match only {
+        Section::Eice => eice::measure(lab, &launcher, &settings.eice)?,
+        Section::Ssm => ssm::measure(lab, &launcher, &settings.ssm)?,
+    };
+    section(&text);
     Ok(())
 }
 

@@ -190,8 +190,15 @@ impl Throughput {
             "bastion sshd CPU-s/GiB",
         ])
         .left(1);
+        // The tools measured, in the order of their first transfer (the tunnels' order).
+        let mut tools: Vec<Tool> = Vec::new();
+        for (tool, _, _) in &self.figures {
+            if !tools.contains(tool) {
+                tools.push(*tool);
+            }
+        }
         for direction in [Direction::Upload, Direction::Download] {
-            for tool in Tool::ALL {
+            for &tool in &tools {
                 if let Some(f) = self.get(tool, direction) {
                     table.row(vec![
                         direction.label().into(),

@@ -10,6 +10,13 @@
 //!   ([`ssh_args`]) and OpenSSH's default cipher (chacha20-poly1305 on 9.x).
 //! - [`Tool::SshAesGcm`]: the same with `-c aes256-gcm@openssh.com`, OpenSSH's fastest
 //!   cipher on a CPU with AES instructions.
+//! - [`Tool::AwsHopEice`] (the EICE section only, not in [`Tool::ALL`]): the aws-hop script
+//!   with `eic_endpoint("web-1").ssh(USER)` instead of the bastion, run as a laptop client
+//!   of the lab's AWS side (its hosts file, CA and fake keys, as the tests' `HopCmd::aws`).
+//! - [`Tool::AwsHopSsm`] and [`Tool::AwsHopSsm32k`] (the SSM section only): the aws-hop
+//!   script with `ssm("web-1")` (default `chunk_size`, 8192) or
+//!   `ssm("web-1", #{ chunk_size: 32768 })` instead of the bastion, started like the EICE
+//!   one; the lab's fake agent dials the targets from web-1.
 //!
 //! [`Launcher`] builds the command lines (the bench header prints them), for the caller
 //! to start and time ([`Launcher::command`]), or starts them and waits until every forward
@@ -29,7 +36,7 @@ use anyhow::{Context, Result, bail};
 use aws_hop_lab::Lab;
 use aws_hop_lab::fixture::clients::{free_port, is_listening};
 use aws_hop_lab::fixture::{ScratchDir, ssh_args};
-use aws_hop_lab::lab::describe;
+use aws_hop_lab::lab::{describe, with_hosts_file};
 use nix::sys::signal::Signal;
 
 use super::binary::aws_hop_command;
@@ -51,6 +58,9 @@ pub(crate) enum Tool {
     AwsHop,
     Ssh,
     SshAesGcm,
+    AwsHopEice,
+    AwsHopSsm,
+    AwsHopSsm32k,
 }
 
 impl Tool {
@@ -63,15 +73,24 @@ impl Tool {
             Tool::AwsHop => "aws-hop",
             Tool::Ssh => "ssh",
             Tool::SshAesGcm => "ssh aes256-gcm",
+            Tool::AwsHopEice => "aws-hop eice",
+            Tool::AwsHopSsm => "aws-hop ssm",
+            Tool::AwsHopSsm32k => "aws-hop ssm chunk 32k",
         }
+    }
+
+    /// Whether this is an aws-hop run (as opposed to OpenSSH).
+    fn is_aws_hop(self) -> bool {
+        !matches!(self, Tool::Ssh | Tool::SshAesGcm)
     }
 
     /// The signal that ends the tool cleanly: SIGINT (Ctrl-C) for aws-hop, which then
     /// closes its forwards and exits 0; SIGTERM for ssh.
     fn stop_signal(self) -> Signal {
-        match self {
-            Tool::AwsHop => Signal::SIGINT,
-            Tool::Ssh | Tool::SshAesGcm => Signal::SIGTERM,
+        if self.is_aws_hop() {
+            Signal::SIGINT
+        } else {
+            Signal::SIGTERM
         }
     }
 }
@@ -127,20 +146,39 @@ impl<'a> Launcher<'a> {
         }
     }
 
-    /// The aws-hop script for `forwards`.
-    fn script(&self, forwards: &[Forward]) -> String {
+    /// The aws-hop script of `tool` for `forwards`: through the bastion, EICE or SSM.
+    fn script(&self, forwards: &[Forward], tool: Tool) -> String {
         let lab = self.lab;
-        let mut text = format!(
-            "// hop-lab bench: {} forward(s) through the lab's bastion\n\
-             let b = bastion(\"{}@{}\", #{{ key: {:?}, known_hosts: {:?} }});\n\
-             let ready = \"READY\";\n\
-             let fs = [];\n",
-            forwards.len(),
-            lab.user,
-            lab.bastion_ip,
-            lab.ssh_key.display().to_string(),
-            lab.known_hosts.display().to_string(),
-        );
+        let hop = if matches!(tool, Tool::AwsHopSsm | Tool::AwsHopSsm32k) {
+            let opts = if tool == Tool::AwsHopSsm32k {
+                ", #{ chunk_size: 32768 }"
+            } else {
+                ""
+            };
+            format!(
+                "// hop-lab bench: {} forward(s) through SSM Session Manager to web-1\n\
+                 let b = ssm(\"web-1\"{opts});\n",
+                forwards.len(),
+            )
+        } else if tool == Tool::AwsHopEice {
+            format!(
+                "// hop-lab bench: {} forward(s) through EICE to web-1\n\
+                 let b = eic_endpoint(\"web-1\").ssh(\"{}\", #{{ known_hosts: \"accept-new\" }});\n",
+                forwards.len(),
+                lab.user,
+            )
+        } else {
+            format!(
+                "// hop-lab bench: {} forward(s) through the lab's bastion\n\
+                 let b = bastion(\"{}@{}\", #{{ key: {:?}, known_hosts: {:?} }});\n",
+                forwards.len(),
+                lab.user,
+                lab.bastion_ip,
+                lab.ssh_key.display().to_string(),
+                lab.known_hosts.display().to_string(),
+            )
+        };
+        let mut text = format!("{hop}let ready = \"READY\";\nlet fs = [];\n");
         for f in forwards {
             let _ = writeln!(
                 text,
@@ -167,13 +205,13 @@ impl<'a> Launcher<'a> {
     pub(crate) fn command(&self, tool: Tool, forwards: &[Forward]) -> Result<Command> {
         match tool {
             Tool::AwsHop => {
-                let n = self.next_script.fetch_add(1, Ordering::Relaxed);
-                let file = self.scripts.path().join(format!("forwards-{n}.rhai"));
-                fs::write(&file, self.script(forwards))
-                    .with_context(|| format!("cannot write {}", file.display()))?;
+                let file = self.write_script(forwards, tool)?;
                 let mut cmd = aws_hop_command(&self.aws_hop, self.home.path());
                 cmd.arg("run").arg(file);
                 Ok(cmd)
+            }
+            Tool::AwsHopEice | Tool::AwsHopSsm | Tool::AwsHopSsm32k => {
+                self.aws_command(tool, forwards, false)
             }
             Tool::Ssh | Tool::SshAesGcm => {
                 let mut cmd = Command::new("ssh");
@@ -194,18 +232,70 @@ impl<'a> Launcher<'a> {
         }
     }
 
+    /// Writes the aws-hop script for `forwards` to a new file; returns its path.
+    fn write_script(&self, forwards: &[Forward], tool: Tool) -> Result<PathBuf> {
+        let n = self.next_script.fetch_add(1, Ordering::Relaxed);
+        let file = self.scripts.path().join(format!("forwards-{n}.rhai"));
+        fs::write(&file, self.script(forwards, tool))
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        Ok(file)
+    }
+
+    /// `aws-hop run [-vv] SCRIPT` with `forwards` over `eic_endpoint("web-1").ssh(USER)`,
+    /// as a laptop client of the lab's AWS side: in a private mount namespace whose
+    /// `/etc/hosts` maps the AWS names to the fakes, with the lab CA and fake keys. The
+    /// process id is aws-hop's (`unshare` and `sh` exec it). `verbose` adds `-vv`, whose
+    /// `eice timing:` lines the setup breakdown reads.
+    pub(crate) fn eice_command(&self, forwards: &[Forward], verbose: bool) -> Result<Command> {
+        self.aws_command(Tool::AwsHopEice, forwards, verbose)
+    }
+
+    /// `aws-hop run [-vv] SCRIPT` of `tool` (EICE or SSM) with `forwards`, as a laptop
+    /// client of the lab's AWS side: see [`Launcher::eice_command`].
+    fn aws_command(&self, tool: Tool, forwards: &[Forward], verbose: bool) -> Result<Command> {
+        let file = self.write_script(forwards, tool)?;
+        let mut cmd = with_hosts_file(&self.lab.aws.hosts, &self.aws_hop);
+        for (key, _) in std::env::vars_os() {
+            let name = key.to_string_lossy();
+            if name.starts_with("AWS_") || name == "SSH_AUTH_SOCK" || name == "SSL_CERT_DIR" {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.env("HOME", self.home.path())
+            .env("NO_COLOR", "1")
+            .envs(self.lab.aws.client_env());
+        cmd.arg("run");
+        if verbose {
+            // After `run`: clap refuses `aws-hop -vv run` (the global flag before the subcommand).
+            cmd.arg("-vv");
+        }
+        cmd.arg(file);
+        Ok(cmd)
+    }
+
     /// How `tool` is run with `forwards`, for the report: the command line and, for
     /// aws-hop, the script.
     pub(crate) fn describe(&self, tool: Tool, forwards: &[Forward]) -> Result<String> {
         let cmd = self.command(tool, forwards)?;
         let mut text = describe(&cmd);
-        if tool == Tool::AwsHop {
-            let _ = write!(
-                text,
-                "   (HOME={}; no AWS_* variables, no SSH_AUTH_SOCK)\n{}",
-                self.home.path().display(),
-                self.script(forwards)
-            );
+        match tool {
+            Tool::AwsHop => {
+                let _ = write!(
+                    text,
+                    "   (HOME={}; no AWS_* variables, no SSH_AUTH_SOCK)\n{}",
+                    self.home.path().display(),
+                    self.script(forwards, tool)
+                );
+            }
+            Tool::AwsHopEice | Tool::AwsHopSsm | Tool::AwsHopSsm32k => {
+                let _ = write!(
+                    text,
+                    "   (HOME={}; the lab's AWS_* variables and CA only)\n{}",
+                    self.home.path().display(),
+                    self.script(forwards, tool)
+                );
+            }
+            Tool::Ssh | Tool::SshAesGcm => {}
         }
         Ok(text)
     }
@@ -215,7 +305,7 @@ impl<'a> Launcher<'a> {
     pub(crate) fn open(&self, tool: Tool, forwards: &[Forward]) -> Result<Tunnel> {
         let mut process = Spawned::start(self.command(tool, forwards)?)?;
         let ports = match tool {
-            Tool::AwsHop => {
+            Tool::AwsHop | Tool::AwsHopEice | Tool::AwsHopSsm | Tool::AwsHopSsm32k => {
                 let line = process.wait_line(
                     "aws-hop's READY line",
                     |l| l.starts_with("READY"),
@@ -304,7 +394,7 @@ impl Tunnel {
 /// `forwards closed`; ssh's status after SIGTERM is not checked.
 pub(crate) fn stop(tool: Tool, process: &mut Spawned) -> Result<()> {
     let status = process.stop(tool.stop_signal(), Duration::from_secs(15))?;
-    if tool == Tool::AwsHop && !(status.success() && process.output_contains("forwards closed")) {
+    if tool.is_aws_hop() && !(status.success() && process.output_contains("forwards closed")) {
         bail!(
             "aws-hop did not close cleanly after SIGINT ({status})\n{}",
             process.report()

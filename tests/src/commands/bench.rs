@@ -1,6 +1,8 @@
-//! `hop-lab bench [--bytes N] [--runs N] [--quick] [--dir DIR]`: measure aws-hop against
-//! OpenSSH `ssh -N -L` through the same bastion, in one run, and print a table with
-//! PASS/MISS per target (the measuring code is in the binary's `bench` module).
+//! `hop-lab bench [--bytes N] [--runs N] [--quick] [--only eice|ssm] [--dir DIR]`: measure
+//! aws-hop against OpenSSH `ssh -N -L` through the same bastion, and aws-hop through the
+//! lab's EC2 Instance Connect Endpoint and its fake SSM Session Manager against both, in
+//! one run, and print a table with PASS/MISS per target (the measuring code is in the
+//! binary's `bench` module).
 //!
 //! Without `--dir` it brings up a lab of its own (`LabConfig::unique`, guarded like the
 //! tests' labs) and tears it down at the end. The report goes to stdout, progress to
@@ -11,7 +13,19 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
-use crate::bench::{self, Settings};
+use crate::bench::{self, EiceSettings, Section, Settings, SsmSettings};
+
+/// A section that can run alone.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Only {
+    /// The EICE section: start to first byte, throughput and setup breakdown through
+    /// `eic_endpoint("web-1").ssh(USER)` against the bastion path.
+    Eice,
+    /// The SSM section: start to first byte, new connections and throughput (upload with
+    /// chunk_size 8192 and 32768) through `ssm("web-1")` forwards against the bastion
+    /// path, with CPU-s per GiB of the client and of the lab's Python agent and gateway.
+    Ssm,
+}
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
@@ -29,6 +43,11 @@ pub(crate) struct Args {
     /// Use the lab whose state is in DIR (left up) instead of bringing one up.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// Run one section only. `eice`: its transfers use --bytes (default 256M, 64M with
+    /// --quick) and --runs (default 3). `ssm`: --bytes (default 128M, 32M with --quick)
+    /// and --runs (default 3).
+    #[arg(long, value_enum)]
+    only: Option<Only>,
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
@@ -37,14 +56,50 @@ pub(crate) fn run(args: Args) -> Result<()> {
     } else {
         (1 << 30, 5, 11, 21)
     };
+    let only_eice = args.only == Some(Only::Eice);
+    let only_ssm = args.only == Some(Only::Ssm);
+    // The EICE section's transfers go through the lab's Python relay: 256 MiB x 3 by
+    // default, or what --bytes and --runs say when it runs alone.
+    let eice_bytes = if args.quick { 64 << 20 } else { 256 << 20 };
+    let eice = EiceSettings {
+        bytes: if only_eice {
+            args.bytes.unwrap_or(eice_bytes)
+        } else {
+            eice_bytes
+        },
+        runs: if only_eice { args.runs.unwrap_or(3) } else { 3 },
+        start_samples,
+        connect_samples,
+    };
+    // The SSM section's transfers go through the lab's Python gateway and agent (the
+    // agent sends 1 KiB messages): 128 MiB x 3 by default.
+    let ssm_bytes = if args.quick { 32 << 20 } else { 128 << 20 };
+    let ssm = SsmSettings {
+        bytes: if only_ssm {
+            args.bytes.unwrap_or(ssm_bytes)
+        } else {
+            ssm_bytes
+        },
+        runs: if only_ssm { args.runs.unwrap_or(3) } else { 3 },
+        start_samples,
+        connect_samples,
+    };
     let settings = Settings {
         bytes: args.bytes.unwrap_or(bytes),
         runs: args.runs.unwrap_or(runs),
         start_samples,
         connect_samples,
         dir: args.dir,
+        only: args.only.map(|only| match only {
+            Only::Eice => Section::Eice,
+            Only::Ssm => Section::Ssm,
+        }),
+        eice,
+        ssm,
     };
-    if settings.bytes == 0 || settings.runs == 0 {
+    if [settings.bytes, settings.eice.bytes, settings.ssm.bytes].contains(&0)
+        || [settings.runs, settings.eice.runs, settings.ssm.runs].contains(&0)
+    {
         bail!("--bytes and --runs must be at least 1");
     }
     bench::run(&settings)
