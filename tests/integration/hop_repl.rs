@@ -246,8 +246,10 @@ fn sh_quote(s: &str) -> String {
 }
 
 #[test]
-fn ssm_shell_in_a_terminal_runs_commands_follows_resizes_and_ctrl_c() {
+fn ssm_shell_in_a_terminal_completes_names_runs_commands_follows_resizes_and_ctrl_c() {
     let lab = aws_hop_lab::Lab::shared_aws(crate::hop_lab_bin());
+    // SSM tests run one at a time: they share the fake's controls and counters.
+    let _lock = lab.aws.ssm_lock().unwrap();
     let home = TestHome::new(lab);
     let secs = Duration::from_secs;
     // The laptop's view of the AWS lab: its hosts file (mount namespace) and environment.
@@ -269,7 +271,13 @@ fn ssm_shell_in_a_terminal_runs_commands_follows_resizes_and_ctrl_c() {
     let t = Tmux::start("ssm-shell", &format!("{}; sleep 30", words.join(" ")));
     t.wait_for("aws-hop> ", secs(10));
 
-    t.line("ssm(\"web-1\").shell()");
+    // Instance names that a lookup returned complete inside `ssm("`.
+    t.line("instance(\"web-1\").state");
+    t.wait_for("=> \"running\"", secs(15));
+    t.type_text("ssm(\"we");
+    t.keys(&["Tab"]);
+    t.wait_for("ssm(\"web-1", secs(5));
+    t.line("\").shell()");
     // The agent's shell runs on web-1, on a pty of the local window's size (160x50).
     std::thread::sleep(secs(2));
     t.line("echo ssm-$((6*7)) size=$(stty size | tr ' ' x) on=$(hostname -I)");
@@ -291,7 +299,7 @@ fn ssm_shell_in_a_terminal_runs_commands_follows_resizes_and_ctrl_c() {
     t.wait_for("after-42", secs(10));
     // Leaving the shell ends the session and returns to the REPL.
     t.line("exit");
-    t.wait_for("=> ", secs(15));
+    t.wait_for("=> 0", secs(15));
     t.line("1 + 1");
     t.wait_for("=> 2", secs(10));
 }

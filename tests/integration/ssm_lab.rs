@@ -126,6 +126,7 @@ fn ssm_port_forward_to_postgres_through_smux() {
 #[test]
 fn ssm_forward_dials_from_the_instance_and_reports_dial_failures() {
     let lab = lab();
+    let _lock = lab.aws.ssm_lock().unwrap();
     let ids = lab.aws.ids().unwrap();
     let (addr, peer) = sink(lab, b"hello from the sink\n");
     let out = probe(
@@ -159,6 +160,7 @@ fn ssm_forward_dials_from_the_instance_and_reports_dial_failures() {
 #[test]
 fn ssm_shell_runs_commands_on_a_pty() {
     let lab = lab();
+    let _lock = lab.aws.ssm_lock().unwrap();
     let ids = lab.aws.ids().unwrap();
     let out = probe(
         lab,
@@ -197,6 +199,7 @@ fn ssm_ssh_session_is_basic_mode_and_ends_on_the_terminate_flag() {
 #[test]
 fn ssm_bad_token_is_closed_with_1003() {
     let lab = lab();
+    let _lock = lab.aws.ssm_lock().unwrap();
     let ids = lab.aws.ids().unwrap();
     let out = probe(lab, &["bad-token", ids.get("WEB1_ID")]);
     assert_has(&out, "\"code\": 1003");

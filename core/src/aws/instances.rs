@@ -244,6 +244,32 @@ pub async fn list(cfg: &AwsConfig, filters: &[(String, Vec<String>)]) -> Result<
     describe(cfg, None, filters).await
 }
 
+/// Name tags and ids of every instance a lookup has returned in this process, for the REPL's
+/// completion inside `instance("…`, `ssm("…` and the like.
+static SEEN: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// The Name tags and ids seen so far (see [`SEEN`]), sorted.
+pub fn seen() -> Vec<String> {
+    SEEN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .cloned()
+        .collect()
+}
+
+fn remember(found: &[InstanceInfo]) {
+    let mut seen = SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for i in found {
+        seen.insert(i.id.clone());
+        if let Some(n) = i.name.as_deref().filter(|n| !n.is_empty()) {
+            seen.insert(n.to_string());
+        }
+    }
+}
+
 /// DescribeInstances, all pages, flattened.
 async fn describe(
     cfg: &AwsConfig,
@@ -291,6 +317,7 @@ async fn describe(
             out.extend(r.instances().iter().map(InstanceInfo::from_sdk));
         }
     }
+    remember(&out);
     Ok(out)
 }
 

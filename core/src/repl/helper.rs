@@ -1,7 +1,9 @@
 //! The rustyline helper: completion, multi-line validation and history hints.
 //!
 //! - Completion offers bindings and standard functions, methods and properties after a `.`,
-//!   the session's variables, Rhai keywords, and meta-commands at the start of a line.
+//!   the session's variables, Rhai keywords, and meta-commands at the start of a line; inside
+//!   the string argument of `instance("`, `eic_endpoint("`, `ssm("`, `connect("` ..., the
+//!   instance names and ids that lookups have returned in this session.
 //! - Validation keeps the editor open while the input is unfinished (`fn f() {`, an open
 //!   string, `foo(1,`): Rhai reports those as errors *at the end of the input*. Real syntax
 //!   errors are accepted as complete, so the REPL prints them with a caret.
@@ -18,6 +20,26 @@ use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Helper};
 
 use super::meta::META_COMMANDS;
+
+/// Bindings whose first argument names an instance: their string argument completes with the
+/// instances seen so far.
+const INSTANCE_FUNCTIONS: &[&str] = &["instance", "eic_endpoint", "ssm", "ssm_status", "connect"];
+
+/// When `line` ends inside the string argument of an [`INSTANCE_FUNCTIONS`] call, the byte
+/// offset where that string's text starts.
+fn instance_argument_start(line: &str) -> Option<usize> {
+    if line.matches('"').count().is_multiple_of(2) {
+        return None;
+    }
+    let quote = line.rfind('"')?;
+    let before = line[..quote].trim_end().strip_suffix('(')?.trim_end();
+    let name_start = before
+        .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .map_or(0, |i| i + 1);
+    INSTANCE_FUNCTIONS
+        .contains(&&before[name_start..])
+        .then_some(quote + 1)
+}
 
 const KEYWORDS: &[&str] = &[
     "let", "const", "fn", "if", "else", "for", "in", "while", "loop", "do", "until", "break",
@@ -132,6 +154,18 @@ impl Completer for HopHelper {
                 .collect();
             return Ok((0, pairs));
         }
+        if let Some(start) = instance_argument_start(line) {
+            let word = &line[start..];
+            let pairs = crate::aws::instances::seen()
+                .into_iter()
+                .filter(|n| n.starts_with(word))
+                .map(|n| Pair {
+                    display: n.clone(),
+                    replacement: n,
+                })
+                .collect();
+            return Ok((start, pairs));
+        }
         let start = line
             .char_indices()
             .rev()
@@ -204,6 +238,15 @@ pub fn is_incomplete(engine: &Engine, input: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instance_arguments_are_found() {
+        assert_eq!(instance_argument_start("ssm(\"we"), Some(5));
+        assert_eq!(instance_argument_start("let h = connect( \""), Some(18));
+        assert_eq!(instance_argument_start("print(\"we"), None);
+        assert_eq!(instance_argument_start("ssm(\"web-1\")"), None);
+        assert_eq!(instance_argument_start("x.ssm(\"w"), Some(7));
+    }
 
     #[test]
     fn unfinished_input_is_incomplete() {
