@@ -664,7 +664,17 @@ async fn connection(shared: &Arc<Shared>, ws: Ws, rx: &mut Incoming) -> Outcome 
     let (wtx, mut wrx) = mpsc::channel::<Message>(WRITER_QUEUE);
     let writer = tokio::spawn(async move {
         while let Some(m) = wrx.recv().await {
-            if sink.send(m).await.is_err() {
+            if sink.feed(m).await.is_err() {
+                return;
+            }
+            // What is already queued (a burst of acknowledgements, the chunks of one send)
+            // goes out with it: one flush, one TLS write, instead of one per message.
+            while let Ok(m) = wrx.try_recv() {
+                if sink.feed(m).await.is_err() {
+                    return;
+                }
+            }
+            if sink.flush().await.is_err() {
                 return;
             }
         }
