@@ -90,6 +90,17 @@ impl std::fmt::Display for Hop {
     }
 }
 
+/// Moves what fits of `pending` into `buf`; false when nothing was pending. The first step of
+/// every `poll_read` that receives in chunks (SSH channels, smux streams, SSM basic streams).
+pub(crate) fn fill_from(pending: &mut bytes::Bytes, buf: &mut tokio::io::ReadBuf<'_>) -> bool {
+    if pending.is_empty() {
+        return false;
+    }
+    let n = buf.remaining().min(pending.len());
+    buf.put_slice(&pending.split_to(n));
+    true
+}
+
 /// Splits `"host:port"` (or `"[v6]:port"`); the port is required.
 pub fn split_host_port(s: &str) -> Result<(String, u16)> {
     let bad = || {

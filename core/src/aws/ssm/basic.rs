@@ -65,10 +65,7 @@ impl AsyncRead for BasicStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         loop {
-            if !self.pending.is_empty() {
-                let n = buf.remaining().min(self.pending.len());
-                let chunk = self.pending.split_to(n);
-                buf.put_slice(&chunk);
+            if crate::hop::fill_from(&mut self.pending, buf) {
                 return Poll::Ready(Ok(()));
             }
             match ready!(self.rx.poll_recv(cx)) {
