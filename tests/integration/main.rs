@@ -13,6 +13,7 @@
 //!   ProxyJump to the instance, strict host keys, and the bastion listener that refuses
 //!   forwarding.
 //! - `serve_modes`: echo, sink, source and greet, on loopback and across the lab.
+//! - `demo`: `hop-lab demo`, the README's first command, ends with `demo OK`.
 //! - `fixture_selftest`: the `HopCmd` runner against a fake aws-hop (no lab needed).
 //! - `lab_lifecycle`: `up` is idempotent and restarts only dead daemons, the bastion can
 //!   be stopped and started, `down` and the watch guard leave nothing behind.
@@ -35,6 +36,7 @@
 //!   smux and basic port sessions, a pty shell, resume after 1000 Bye, faults, API errors.
 
 mod aws_lab;
+mod demo;
 mod fixture_selftest;
 mod hop_auth;
 mod hop_bad_input;
