@@ -12,7 +12,7 @@ fn the_readme_demo_reaches_the_databases_through_the_bastion_and_ssm() {
     let mut cmd = std::process::Command::new(hop_lab_bin());
     cmd.arg("demo")
         .env("AWS_HOP_BIN", aws_hop_lab::fixture::aws_hop_bin());
-    let out = output_with_timeout(&mut cmd, Duration::from_secs(180)).expect("hop-lab demo");
+    let out = output_with_timeout(&mut cmd, Duration::from_mins(3)).expect("hop-lab demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("\ndemo OK in "),
