@@ -81,8 +81,11 @@ pub fn help_text() -> String {
          \x20 f.local_port  f.stats()  f.close()    forwards()  wait()  sleep(secs)\n\n\
          AWS\n\
          \x20 instance(\"web-1\")  instances(#{ \"tag:Role\": \"web\" })   find instances (id, Name tag, private IP)\n\
-         \x20 eic_endpoint(\"web-1\"[, opts])          EC2 Instance Connect Endpoint hop; .ssh(\"ec2-user\") pushes a key\n\n\
-         Plugins\n\
+         \x20 eic_endpoint(\"web-1\"[, opts])          EC2 Instance Connect Endpoint hop; .ssh(\"ec2-user\") pushes a key\n\
+         \x20 ssm(\"web-1\"[, opts])                   Session Manager hop: .forward(), .ssh(\"ec2-user\"), .shell()\n\
+         \x20 ssm_status(\"web-1\")                    is its SSM agent online?\n\n\
+         Strategies\n\
+         \x20 connect(\"web-1\"[, opts])               eice, ssm, bastion, direct in order; opts.strategies picks\n\
          \x20 plugins()                             loaded strategies\n\n\
          Commands\n",
     );
