@@ -220,7 +220,13 @@ fn hundred_mb_each_way_survive_dropped_duplicated_and_reordered_frames() {
     let sink = counting_sink(lab, n);
     let source = TestServer::start(lab, &lab.ns_priv, ServeMode::Source, lab.sink_addr()).unwrap();
     lab.aws
-        .ssm_control(r#"{"seed": 7, "drop": 0.002, "duplicate": 0.002, "reorder": 0.002}"#)
+        // Uploads are ~3 200 frames of 32 KiB, downloads ~100 000 of 1 KiB: rates that make
+        // every fault happen in both directions (the test checks that it did).
+        .ssm_control(
+            r#"{"seed": 7, "drop_to_client": 0.002, "duplicate_to_client": 0.002,
+                "reorder_to_client": 0.002, "drop_to_agent": 0.01,
+                "duplicate_to_agent": 0.01, "reorder_to_agent": 0.01}"#,
+        )
         .unwrap();
     let script = format!(
         r#"

@@ -269,17 +269,16 @@ fn ssm_session_survives_bye_and_faults_through_resume() {
     assert_has(&out, "\"intact\": true");
     assert_has(&out, "\"reason\": \"Bye\"");
     let stats = lab.aws.ssm_stats().unwrap();
-    for counter in [
-        "closed_bye",
-        "sessions_resumed",
-        "dropped_to_agent",
-        "dropped_to_client",
-        "duplicated_to_agent",
-        "reordered_to_client",
-    ] {
+    let count = |c: &str| lab.aws.ssm_counter(c).unwrap();
+    for counter in ["closed_bye", "sessions_resumed"] {
+        assert!(count(counter) >= 1, "{counter}: {stats}");
+    }
+    // Each fault at 5% over some 200 frames: it happened, in one direction or the other (a
+    // single direction carries few enough frames that it may draw none).
+    for fault in ["dropped", "duplicated", "reordered"] {
         assert!(
-            lab.aws.ssm_counter(counter).unwrap() >= 1,
-            "{counter}: {stats}"
+            count(&format!("{fault}_to_agent")) + count(&format!("{fault}_to_client")) >= 1,
+            "{fault}: {stats}"
         );
     }
 }
