@@ -45,7 +45,16 @@ impl Tmux {
             .args(args)
             .output()
             .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        if out.status.success() {
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        } else {
+            // Shown in the assertion that waited for the screen, instead of an empty screen.
+            format!(
+                "<tmux {args:?} failed ({}): {}>",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        }
     }
 
     /// Types `text` (literally), then presses Enter.
@@ -159,10 +168,10 @@ fn repl_prompt_multiline_completion_ctrl_c_and_forwards() {
     t.line("sleep(60)");
     std::thread::sleep(secs(1));
     t.keys(&["C-c"]);
-    t.wait_for("interrupted", secs(5));
+    t.wait_for("interrupted", secs(15));
     let prompts = t.screen().matches("aws-hop> ").count();
     t.line(".forwards");
-    let s = t.wait_for_n("aws-hop> ", prompts + 1, secs(5));
+    let s = t.wait_for_n("aws-hop> ", prompts + 1, secs(15));
     assert_eq!(
         s.matches("(0 connections, 0 active").count(),
         2,
