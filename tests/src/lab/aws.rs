@@ -748,9 +748,18 @@ impl Lab {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
+        self.python_client("labclient.py", args)
+    }
+
+    /// Runs one of the fakes' Python clients (`script` in the fakes directory) as a laptop
+    /// client: the lab hosts file and CA, the lab's fake keys, no inherited `AWS_*`.
+    pub(crate) fn python_client<I, S>(&self, script: &str, args: I) -> Result<std::process::Output>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
         let mut cmd = self.aws.wrap(AwsLab::python());
-        cmd.arg(self.aws.fakes_dir().join("labclient.py"))
-            .args(args);
+        cmd.arg(self.aws.fakes_dir().join(script)).args(args);
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("AWS_") {
                 cmd.env_remove(&key);

@@ -133,19 +133,7 @@ impl Lab {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut cmd = self.aws.wrap(AwsLab::python());
-        cmd.arg(self.aws.fakes_dir().join("ssm_probe.py"))
-            .args(args);
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("AWS_") {
-                cmd.env_remove(&key);
-            }
-        }
-        cmd.envs(self.aws.client_env())
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
-        exec::output_with_timeout(&mut cmd, Duration::from_mins(1))
+        self.python_client("ssm_probe.py", args)
     }
 }
 
