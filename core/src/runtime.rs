@@ -5,10 +5,11 @@
 //! runtime and races it against the current [`CancellationToken`], so Ctrl-C interrupts any
 //! wait. Long-lived work (forwards, SSH sessions) is spawned on the runtime and owned by handles.
 //!
-//! Ctrl-C handling: a task installed by [`Runtime::new`] listens for SIGINT. Each press cancels
-//! the *current* token and sets the interrupt flag that the Rhai engine polls in `on_progress`.
-//! The REPL calls [`Runtime::reset_interrupt`] before each line, so a Ctrl-C ends only the line
-//! that was running; forwards opened earlier keep running.
+//! Ctrl-C handling: [`Runtime::new`] registers for SIGINT before it returns, so the handler is
+//! in place before the line editor saves (and later restores) the signal's disposition; a task
+//! then listens. Each press cancels the *current* token and sets the interrupt flag that the
+//! Rhai engine polls in `on_progress`. The REPL calls [`Runtime::reset_interrupt`] before each
+//! line, so a Ctrl-C ends only the line that was running; forwards opened earlier keep running.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,9 +53,18 @@ impl Runtime {
                 interrupted: AtomicBool::new(false),
             }),
         };
+        // Registered here, on this thread, before anything else can touch SIGINT. rustyline
+        // saves the SIGINT disposition when it starts reading a line and restores it after;
+        // had it saved the default before our handler went in, the restore would remove ours
+        // and the next Ctrl-C would kill the process instead of interrupting the line.
+        let mut sigint = {
+            let _guard = this.inner.rt.enter();
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .map_err(|e| Error::io("cannot listen for Ctrl-C", e))?
+        };
         let weak = Arc::downgrade(&this.inner);
         this.inner.rt.spawn(async move {
-            while tokio::signal::ctrl_c().await.is_ok() {
+            while sigint.recv().await.is_some() {
                 let Some(inner) = weak.upgrade() else { break };
                 inner.interrupted.store(true, Ordering::SeqCst);
                 inner.cancel.lock().expect("cancel lock").cancel();
@@ -132,5 +142,56 @@ pub fn raise_open_files_limit() {
         && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
     {
         tracing::debug!("could not raise the open-files limit from {soft} to {hard}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// True when this process catches SIGINT (bit 1 of `SigCgt` in /proc/self/status).
+    fn catches_sigint() -> bool {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let mask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .expect("SigCgt line");
+        u64::from_str_radix(mask.trim(), 16).unwrap() & (1 << (libc::SIGINT - 1)) != 0
+    }
+
+    /// rustyline saves the SIGINT disposition as soon as the REPL reads its first line and
+    /// restores it after; a handler installed later (by a task that had not run yet) is undone
+    /// by that restore, and the next Ctrl-C kills the process. So the handler must be in place
+    /// when `new` returns. Checked in a fresh process: in this one, other tests may already
+    /// have installed it.
+    #[test]
+    fn the_ctrl_c_handler_is_in_place_when_new_returns() {
+        if std::env::var_os("AWS_HOP_SIGINT_CHILD").is_some() {
+            assert!(
+                !catches_sigint(),
+                "the child starts with the default action"
+            );
+            let _rt = Runtime::new().unwrap();
+            assert!(
+                catches_sigint(),
+                "no SIGINT handler when Runtime::new returned"
+            );
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "runtime::tests::the_ctrl_c_handler_is_in_place_when_new_returns",
+                "--test-threads=1",
+            ])
+            .env("AWS_HOP_SIGINT_CHILD", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

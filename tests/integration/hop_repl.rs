@@ -17,7 +17,13 @@ struct Tmux {
 }
 
 impl Tmux {
+    /// Runs `command` in the pane, under tmux's default shell. The shell shares the terminal's
+    /// process group, so a Ctrl-C meant for aws-hop reaches it too: bash waits to see whether
+    /// the child died of it, but dash (Debian's /bin/sh) dies at once and takes the pane
+    /// with it. `trap : INT` makes every shell wait; the child still gets the default action.
     fn start(name: &str, command: &str) -> Tmux {
+        let command = format!("trap : INT; {command}");
+        let command = command.as_str();
         let socket = format!("aws-hop-test-{}-{name}", std::process::id());
         let ok = Command::new("tmux")
             .args([
