@@ -61,6 +61,7 @@ pub fn proxy(
     via: Option<&str>,
     opts: &Map,
 ) -> ExitCode {
+    tracing::debug!("proxy {target}:{port}: finding a route");
     let chosen = match attempt::choose(&ctx.plugins.read().expect("plugins lock"), via) {
         Ok(c) => c,
         Err(e) => {
@@ -93,7 +94,10 @@ pub fn proxy(
             .block_on(async move { hop.open(&target_owned, port, None).await })
     };
     let stream = match opened {
-        Ok(s) => s,
+        Ok(s) => {
+            tracing::debug!("proxy {target}:{port}: stream open through {hop}");
+            s
+        }
         Err(e) => {
             eprintln!("aws-hop proxy: cannot open {target}:{port} through {hop}: {e}");
             ctx.shutdown();

@@ -101,8 +101,9 @@ fn scp_round_trip(lab: &Lab, proxy_args: &str) {
     );
     assert!(
         up.status.success(),
-        "scp to web-1 through `aws-hop proxy {proxy_args}` failed:\n{}",
-        String::from_utf8_lossy(&up.stderr)
+        "scp to web-1 through `aws-hop proxy {proxy_args}` failed:\n{}{}",
+        String::from_utf8_lossy(&up.stderr),
+        lab.log_tails(30)
     );
     let back = home.path().join("back.bin");
     let down = openssh(
@@ -118,8 +119,9 @@ fn scp_round_trip(lab: &Lab, proxy_args: &str) {
     );
     assert!(
         down.status.success(),
-        "scp from web-1 through `aws-hop proxy {proxy_args}` failed:\n{}",
-        String::from_utf8_lossy(&down.stderr)
+        "scp from web-1 through `aws-hop proxy {proxy_args}` failed:\n{}{}",
+        String::from_utf8_lossy(&down.stderr),
+        lab.log_tails(30)
     );
     assert_eq!(sha256(&local), sha256(&back), "the file changed on the way");
 
@@ -157,7 +159,8 @@ fn scp_through_proxycommand_via_ssm() {
     let lab = lab();
     let _lock = lab.aws.ssm_lock().unwrap();
     let before = lab.aws.ssm_counter("sessions_started").unwrap();
-    scp_round_trip(lab, "--via ssm");
+    // -vv: a failure shows where the proxy's time went (the session, its handshake).
+    scp_round_trip(lab, "--via ssm -vv");
     // Three ssh runs, each its own port-forwarding session to web-1:22.
     let started = lab.aws.ssm_counter("sessions_started").unwrap() - before;
     assert_eq!(started, 3, "{}", lab.aws.ssm_stats().unwrap());

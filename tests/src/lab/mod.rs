@@ -208,7 +208,8 @@ impl Lab {
     }
 
     /// The log files of the lab's daemons, for failure messages: three sshd logs,
-    /// MariaDB's error log, PostgreSQL's log.
+    /// MariaDB's error log, PostgreSQL's log and, with the AWS side, moto's, the front's (with
+    /// the fake gateway) and the SSM agent's.
     pub fn daemon_logs(&self) -> Vec<PathBuf> {
         let mut logs: Vec<PathBuf> = sshd::Sshd::ALL.iter().map(|s| s.log_file(self)).collect();
         logs.push(mariadb::error_log(self));
@@ -216,8 +217,33 @@ impl Lab {
         if self.config.aws {
             logs.push(self.log_dir().join("moto.log"));
             logs.push(self.log_dir().join("aws-front.log"));
+            logs.push(self.log_dir().join("ssm-agent.log"));
         }
         logs
+    }
+
+    /// The last `lines` lines of each non-empty daemon log, for a failure message (the logs
+    /// are gone once the lab is down).
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut text = String::new();
+        for log in self.daemon_logs() {
+            let Ok(content) = std::fs::read_to_string(&log) else {
+                continue;
+            };
+            let all: Vec<&str> = content.lines().collect();
+            if all.is_empty() {
+                continue;
+            }
+            let tail = &all[all.len().saturating_sub(lines)..];
+            let _ = write!(
+                text,
+                "\n--- {} (last {} lines) ---\n{}",
+                log.display(),
+                tail.len(),
+                tail.join("\n")
+            );
+        }
+        text
     }
 
     /// Brings the lab up: state directory, network, user and keys, then the three sshds,
