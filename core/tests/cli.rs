@@ -5,10 +5,12 @@
 
 use std::process::{Command, Output};
 
+/// Runs aws-hop with an empty HOME of its own (removed afterwards).
 fn aws_hop(args: &[&str]) -> Output {
+    let home = tempfile::tempdir().unwrap();
     Command::new(env!("CARGO_BIN_EXE_aws-hop"))
         .args(args)
-        .env("HOME", std::env::temp_dir())
+        .env("HOME", home.path())
         .env_remove("AWS_HOP_PLUGIN_PATH")
         .output()
         .expect("run aws-hop")
@@ -18,12 +20,23 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn scratch(name: &str, body: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("aws-hop-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, body).unwrap();
-    p
+/// A script file in a temporary directory that goes when the value does.
+struct Script {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl Script {
+    fn arg(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+}
+
+fn scratch(name: &str, body: &str) -> Script {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, body).unwrap();
+    Script { _dir: dir, path }
 }
 
 #[test]
@@ -54,7 +67,7 @@ fn eval_prints_the_value() {
 #[test]
 fn run_passes_args_to_the_script() {
     let p = scratch("args.rhai", "print(`${args.len()} ${args[0]} ${args[1]}`);");
-    let out = aws_hop(&["run", p.to_str().unwrap(), "prod", "--flag"]);
+    let out = aws_hop(&["run", p.arg(), "prod", "--flag"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "2 prod --flag");
 }
@@ -65,7 +78,7 @@ fn runtime_error_inside_a_function_shows_where_and_the_caller() {
         "fn.rhai",
         "fn open_db(port) {\n    forward(port, \"db\", direct())\n}\nopen_db(3307);\n",
     );
-    let out = aws_hop(&["run", p.to_str().unwrap()]);
+    let out = aws_hop(&["run", p.arg()]);
     assert_eq!(out.status.code(), Some(1));
     let e = text(&out.stderr);
     assert!(e.contains("error: 'db' is not host:port"), "{e}");
@@ -80,11 +93,11 @@ fn check_passes_good_scripts_and_fails_bad_ones() {
         "good.rhai",
         "let b = bastion(\"ec2-user@bastion\");\nb.forward(3307, \"db:3306\");\nwait();\n",
     );
-    let out = aws_hop(&["check", good.to_str().unwrap()]);
+    let out = aws_hop(&["check", good.arg()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     let bad = scratch("bad.rhai", "let b = bastion(\"x\")\nlet c = 1;\n");
-    let out = aws_hop(&["check", bad.to_str().unwrap()]);
+    let out = aws_hop(&["check", bad.arg()]);
     assert_eq!(out.status.code(), Some(2));
     let e = text(&out.stderr);
     assert!(e.contains("bad.rhai:"), "{e}");
@@ -109,14 +122,14 @@ fn the_builtin_plugins_load() {
 fn global_options_go_before_or_after_the_subcommand() {
     let p = scratch("global.rhai", "print(\"ok\");");
     for args in [
-        vec!["-v", "--region", "eu-west-1", "run", p.to_str().unwrap()],
-        vec!["run", "-v", p.to_str().unwrap()],
+        vec!["-v", "--region", "eu-west-1", "run", p.arg()],
+        vec!["run", "-v", p.arg()],
     ] {
         let out = aws_hop(&args);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
         assert_eq!(text(&out.stdout).trim(), "ok");
     }
-    let out = aws_hop(&["-e", "1", "check", p.to_str().unwrap()]);
+    let out = aws_hop(&["-e", "1", "check", p.arg()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("cannot be combined with a subcommand"));
 }

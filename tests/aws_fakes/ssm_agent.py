@@ -165,9 +165,11 @@ class Session:
         threading.Thread(target=self.resender, daemon=True).start()
         self.raw_send(w.encode(w.AGENT_SESSION_STATE, 0, 0, 0, json.dumps({"SchemaVersion": 1, "SessionState": "Connected", "SessionId": self.sid})))
         try:
-            if self.handshake_needed and not self.handshake():
-                return
-            self.handshake_complete.set()
+            complete = None
+            if self.handshake_needed:
+                complete = self.handshake()
+                if complete is None:
+                    return
             if self.session_type == "Port":
                 if self.properties.get("type") == "LocalPortForwarding" and w.version_ge(self.client_version, MUX_MIN_CLIENT):
                     self.plugin = MuxPlugin(self, keepalive=not w.version_gt(self.client_version, KEEPALIVE_OFF_ABOVE))
@@ -176,7 +178,23 @@ class Session:
             else:
                 self.plugin = ShellPlugin(self)
             self.note(mode=self.plugin.mode, client_version=self.client_version)
-            self.plugin.start()
+            # The real agent (datachannel.go, PerformHandshake) sends HandshakeComplete and
+            # then marks the handshake complete; stream data handled in between is acked and
+            # dropped. In Go that gap is microseconds, far below the round trip through the
+            # service that a client needs to answer HandshakeComplete. In this Python fake a
+            # thread switch under load stretched it past the lab's sub-millisecond round trip,
+            # and ssh's banner, sent on HandshakeComplete, vanished. So the fake is ready
+            # (handshake marked complete, a port plugin started) before it says so; what a
+            # client can observe stays the same. A shell starts after, as its output must
+            # not precede HandshakeComplete.
+            if self.session_type == "Port":
+                self.plugin.start()
+            self.handshake_complete.set()
+            if complete is not None:
+                self.send_data(w.P_HANDSHAKE_COMPLETE, complete)
+                self.log(f"handshake complete: ClientVersion={self.client_version}")
+            if self.session_type != "Port":
+                self.plugin.start()
             self.done.wait()
         finally:
             self.done.set()
@@ -346,6 +364,8 @@ class Session:
     # -- handshake ---------------------------------------------------------------------
 
     def handshake(self):
+        """Runs the handshake up to HandshakeComplete: returns that message's payload for
+        `run` to send, or None when the session was finished instead."""
         start = time.monotonic()
         actions = [{"ActionType": "SessionType", "ActionParameters": {"SessionType": self.session_type, "Properties": self.properties}}]
         challenge = None
@@ -355,12 +375,12 @@ class Session:
         self.send_data(w.P_HANDSHAKE_REQUEST, json.dumps({"AgentVersion": AGENT_VERSION, "RequestedClientActions": actions}).encode())
         if not self.handshake_event.wait(HANDSHAKE_TIMEOUT):
             self.finish("handshake-timeout", "Handshake timed out. Please ensure that you have the latest version of the session manager plugin.")
-            return False
+            return None
         try:
             response = json.loads(self.handshake_response.decode())
         except ValueError:
             self.finish("handshake-failed", "Handshake response is not valid JSON.")
-            return False
+            return None
         self.client_version = response.get("ClientVersion")
         processed = response.get("ProcessedClientActions") or []
         by_type = {a.get("ActionType"): a for a in processed}
@@ -369,7 +389,7 @@ class Session:
             if got is None or got.get("ActionStatus") != 1:
                 why = (got or {}).get("Error") or "not processed"
                 self.finish("handshake-failed", f"{action['ActionType']} failed on client with status {(got or {}).get('ActionStatus')} error: {why}")
-                return False
+                return None
         message = ""
         if self.kms_key_id:
             # The lab cannot check the data key (no KMS Decrypt on the instance): it asks
@@ -377,12 +397,10 @@ class Session:
             self.send_data(w.P_ENC_CHALLENGE_REQUEST, json.dumps({"Challenge": base64.b64encode(secrets.token_bytes(64)).decode()}).encode())
             if not self.challenge_event.wait(HANDSHAKE_TIMEOUT):
                 self.finish("handshake-timeout", "Timed out waiting for the encryption challenge response.")
-                return False
+                return None
             message = "This session is encrypted using AWS KMS."
         took = int((time.monotonic() - start) * 1e9)
-        self.send_data(w.P_HANDSHAKE_COMPLETE, json.dumps({"HandshakeTimeToComplete": took, "CustomerMessage": message}).encode())
-        self.log(f"handshake complete: ClientVersion={self.client_version}")
-        return True
+        return json.dumps({"HandshakeTimeToComplete": took, "CustomerMessage": message}).encode()
 
     # -- destinations -------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ CONTROL_PORT = 8080
 LINK_PORT = w.LINK_PORT
 AGENT_START_TIMEOUT = 10
 OPEN_TIMEOUT = 10
+HOLD_FOR_CLIENT = 10000  # frames kept for a resuming client (see to_client_raw)
 
 DEFAULT_DOCUMENT = "SSM-SessionManagerRunShell"
 # name -> (sessionType, parameter defaults (None = required), properties builder)
@@ -107,6 +108,8 @@ COUNTERS = [
     "reordered_to_agent",
     "acks_dropped",
     "dropped_no_client",
+    "agent_paused_no_client",
+    "held_no_client",
     "frames_to_client",
     "frames_to_agent",
     "bytes_to_client",
@@ -146,7 +149,8 @@ class Session:
         self.end = None
         self.tokens = set()
         self.client = None  # the attached client WebSocket
-        self.send_lock = threading.Lock()  # one writer on the client WebSocket
+        self.send_lock = threading.Lock()  # one writer on the client WebSocket; guards client
+        self.undelivered = []  # frames for the client while none is attached (resume)
         self.link = None  # the agent's data connection
         self.link_lock = threading.Lock()
         self.link_ready = threading.Event()
@@ -494,15 +498,22 @@ class Gateway:
     # -- relaying with faults -------------------------------------------------------------
 
     def to_client_raw(self, session, raw):
-        ws = session.client
-        if ws is None:
-            return False
-        try:
-            with session.send_lock:
+        """Sends to the attached client. With none attached (between a 1000 Bye and the
+        ResumeSession that follows), MGS holds up to HOLD_FOR_CLIENT frames for the next data
+        channel; a frame that meets a closing WebSocket is lost and the agent resends it."""
+        with session.send_lock:
+            ws = session.client
+            if ws is None:
+                if len(session.undelivered) >= HOLD_FOR_CLIENT:
+                    return False
+                session.undelivered.append(raw)
+                self.count("held_no_client")
+                return True
+            try:
                 ws.send(raw)
-            return True
-        except Exception:
-            return False
+                return True
+            except Exception:
+                return False
 
     def to_agent_raw(self, session, raw):
         link = session.link
@@ -705,8 +716,15 @@ class Gateway:
         except ValueError:
             info = {}
         resumed = session.channels > 0
-        old = session.client
-        session.client = ws
+        with session.send_lock:
+            old = session.client
+            session.client = ws
+            held, session.undelivered = session.undelivered, []
+            try:
+                for raw in held:
+                    ws.send(raw)
+            except Exception:
+                pass  # this channel is gone too; the agent resends
         session.channels += 1
         session.agent_info.setdefault("open_client_versions", []).append(info.get("ClientVersion"))
         self.count("data_channels_opened")
@@ -722,6 +740,9 @@ class Gateway:
         mode = self.controls["start_publication_on_open"]
         if mode == "always" or (mode == "resume" and resumed):
             self.to_client_raw(session, w.publication(w.START_PUBLICATION))
+        if resumed:
+            # The agent was paused when the previous data channel went (below).
+            self.to_agent_raw(session, w.publication(w.START_PUBLICATION))
         try:
             for message in ws:
                 if isinstance(message, str):
@@ -742,8 +763,19 @@ class Gateway:
         except ConnectionClosed:
             pass
         finally:
-            if session.client is ws:
-                session.client = None
+            with session.send_lock:
+                detached = session.client is ws
+                if detached:
+                    session.client = None
+            if detached:
+                # With no client to deliver to, MGS holds the agent with pause_publication
+                # until a data channel is resumed, and keeps what was already on its way
+                # (to_client_raw). How MGS buffers is UNCONFIRMED (ssm.md section 3); dropping
+                # it all would leave the agent to refill a window of holes at one head resend
+                # per 100 ms tick: minutes for a few thousand frames.
+                if session.status not in ("Terminated", "Failed"):
+                    self.count("agent_paused_no_client")
+                    self.to_agent_raw(session, w.publication(w.PAUSE_PUBLICATION))
             self.log(f"ssm: data channel of {sid} closed ({ws.close_code} {ws.close_reason!r})")
 
     def start_agent(self, session):
