@@ -4,7 +4,8 @@ What it checks and does, in the order protocols/eice.md (sections 1.4-1.7, 5 and
 describes the service:
 
 1. Only `GET /openTunnel`, with Host = the DnsName (or FipsDnsName) of an endpoint that
-   exists and is `create-complete`.
+   exists and is `create-complete`. The log line of each tunnel says which name it was
+   dialed by (`via DnsName NAME` or `via FipsDnsName NAME`).
 2. The SigV4 query presign, recomputed with botocore (sigv4.py): algorithm, scope
    `<key>/<date>/<region>/ec2-instance-connect/aws4_request`, signed headers `host`,
    empty-payload hash, X-Amz-Expires <= 60, X-Amz-Date neither in the future nor past
@@ -121,12 +122,15 @@ def serve(lab, context, log):
         eid = endpoint["InstanceConnectEndpointId"]
         if not tunnels.take(eid):
             return refuse(429, "ThrottlingException", f"The maximum number of concurrent connections ({MAX_TUNNELS}) to {eid} has been reached.")
-        connection.tunnel = (eid, str(ip), port, duration)
+        # Which of the endpoint's names the client dialed: FipsDnsName in FIPS mode.
+        via = "FipsDnsName" if host == endpoint["FipsDnsName"] else "DnsName"
+        connection.tunnel = (eid, str(ip), port, duration, via, host)
         return None
 
     def handler(ws):
-        eid, ip, port, duration = ws.tunnel
-        log(f"eice {eid}: tunnel to {ip}:{port} (max {duration} s)")
+        eid, ip, port, duration, via, host = ws.tunnel
+        # Tests read this line (lab/aws.rs, Lab::eice_tunnels): keep its shape.
+        log(f"eice {eid}: tunnel to {ip}:{port} via {via} {host} (max {duration} s)")
         timer = None
         target = None
         try:

@@ -18,8 +18,11 @@ one process in the lab's `<prefix>-aws` namespace.
                  see eice.py.
 
 The client under test reaches both by the real names (ec2.us-east-1.amazonaws.com,
-eice-....ec2-instance-connect-endpoint.us-east-1.amazonaws.com): the lab's hosts file maps
-them here, and the certificate is signed by the lab CA the client trusts.
+eice-....ec2-instance-connect-endpoint.us-east-1.amazonaws.com), or by their FIPS names
+(ec2-fips.us-east-1.amazonaws.com, the endpoint's FipsDnsName): the lab's hosts file maps
+them here, and the certificate is signed by the lab CA the client trusts. The log names
+the Host of every API call (`api IP host=NAME "POST / HTTP/1.1" 200 -`) and of every
+tunnel (`eice ID: tunnel to IP:PORT via DnsName|FipsDnsName NAME ...`), for the tests.
 
 Usage: front.py CONFIG.json (written by the lab, tests/src/lab/aws.rs).
 """
@@ -480,7 +483,11 @@ class ApiHandler(BaseHTTPRequestHandler):
     ssm = None  # the SSM gateway (ssm_gateway.Gateway), set by main
 
     def log_message(self, fmt, *args):
-        log(f"api {self.client_address[0]} {fmt % args}")
+        # The Host says which name the client dialed: `ec2.<region>.amazonaws.com`, or
+        # `ec2-fips.<region>.amazonaws.com` in FIPS mode (tests read it, see lab/aws.rs).
+        headers = getattr(self, "headers", None)
+        host = ((headers.get("Host") if headers is not None else None) or "-").split(":")[0]
+        log(f"api {self.client_address[0]} host={host} {fmt % args}")
 
     def send(self, status, headers, body):
         self.send_response(status)
@@ -494,8 +501,9 @@ class ApiHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         host = (self.headers.get("Host") or "").split(":")[0]
-        # Before the signature is read, the Host name says which service is meant.
-        service = host.split(".")[0] if host.endswith(".amazonaws.com") else "ec2"
+        # Before the signature is read, the Host name says which service is meant (its
+        # FIPS name, `<service>-fips.<region>.amazonaws.com`, is the same service).
+        service = host.split(".")[0].removesuffix("-fips") if host.endswith(".amazonaws.com") else "ec2"
         try:
             service = self.lab.verifier.verify_headers(self.command, self.headers.get("Host", ""), self.path, self.headers.items(), body)
         except AuthError as err:

@@ -4,7 +4,8 @@
 //! errors a user meets (ambiguous or unknown names, a stopped instance, a wrong port, no
 //! credentials, a clock off by minutes, no endpoint in the VPC, a wrong secret key or an
 //! expired SSO login, the endpoint's 20-tunnel limit, a tunnel's maximum duration), and
-//! the ephemeral key pushed again when a session is re-dialed after the key expired.
+//! the ephemeral key pushed again when a session is re-dialed after the key expired, and
+//! FIPS mode (the FIPS API names and the endpoint's FipsDnsName).
 //!
 //! Tests that change the AWS side (delete the endpoint, shorten the key lifetime, fill the
 //! endpoint's 20 tunnels) run on an [`OwnedLab`], so the shared lab's other tests are
@@ -49,7 +50,9 @@ let e = eic_endpoint("web-1");
 print(`HOP ${{e}}`);
 let h = e.ssh("{user}", #{{ known_hosts: "accept-new" }});
 let r = h.exec("hostname -I");
-print(`IPS ${{r.stdout.trim()}} STATUS ${{r.status}}`);
+let ips = r.stdout;
+ips.trim(); // in place: Rhai's trim returns nothing
+print(`IPS ${{ips}} STATUS ${{r.status}}`);
 "#,
         user = lab.user
     );
@@ -67,9 +70,15 @@ print(`IPS ${{r.stdout.trim()}} STATUS ${{r.status}}`);
         ))
         .assert_stdout_contains(&format!("via {}", ids.get("EICE_ID")))
         .assert_stdout_contains("STATUS 0");
+    // The addresses the instance itself reports (not the lookup's line above).
+    let ips = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("IPS "))
+        .unwrap_or_default();
     assert!(
-        out.stdout.contains(&format!("IPS {}", lab.instance_ip))
-            || out.stdout.contains(&format!(" {}", lab.instance_ip)),
+        ips.split_whitespace()
+            .any(|ip| ip == lab.instance_ip.to_string()),
         "{}",
         out.report()
     );
@@ -115,6 +124,104 @@ wait();
     );
     assert_eq!(psql_query(ports[0], "select 40 + 2").unwrap(), "42");
     interrupt_and_expect_clean_exit(proc);
+}
+
+/// In FIPS mode (`AWS_USE_FIPS_ENDPOINT=true`, as a user in GovCloud or under FedRAMP sets
+/// it), every connection goes to a FIPS name: the SDK's EC2 and EC2 Instance Connect calls
+/// to `ec2-fips.<region>.amazonaws.com` and `ec2-instance-connect-fips.<region>...`, and
+/// the tunnel to the endpoint's `FipsDnsName`. The lab serves the regional names too, so
+/// only the front's log (the Host of each call and tunnel) tells them apart. Only this
+/// test runs in FIPS mode, so the FIPS lines of the shared lab's log are its own.
+#[test]
+fn fips_mode_dials_the_fips_names_and_logs_in() {
+    let lab = lab();
+    let ids = lab.aws.ids().unwrap();
+    let eice_id = ids.get("EICE_ID");
+    let names = boto3(
+        lab,
+        &format!(
+            "import boto3; e = boto3.client('ec2').describe_instance_connect_endpoints(\
+             InstanceConnectEndpointIds=['{eice_id}'])['InstanceConnectEndpoints'][0]; \
+             print(e['DnsName'], e['FipsDnsName'])"
+        ),
+    );
+    let (dns_name, fips_dns_name) = names.split_once(' ').unwrap();
+    assert_ne!(dns_name, fips_dns_name);
+    let fips_tunnels = |lab: &Lab| {
+        lab.eice_tunnels()
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.fips)
+            .collect::<Vec<_>>()
+    };
+    let fips_hosts = |lab: &Lab| {
+        lab.aws_api_hosts()
+            .unwrap()
+            .into_iter()
+            .filter(|h| h.contains("-fips."))
+            .collect::<Vec<_>>()
+    };
+    let (tunnels_before, hosts_before) = (fips_tunnels(lab).len(), fips_hosts(lab).len());
+
+    let home = keyless_home(lab);
+    let script = format!(
+        r#"
+let h = eic_endpoint("web-1").ssh("{user}", #{{ known_hosts: "accept-new" }});
+let r = h.exec("hostname -I");
+let ips = r.stdout;
+ips.trim();
+print(`IPS ${{ips}} STATUS ${{r.status}}`);
+"#,
+        user = lab.user
+    );
+    let out = HopCmd::new()
+        .aws(lab)
+        .env("AWS_USE_FIPS_ENDPOINT", "true")
+        .home(home.path())
+        .script(script)
+        .timeout(60)
+        .run();
+    out.assert_success().assert_stdout_contains("STATUS 0");
+    // The command ran on web-1: the lab's instance shares the machine's hostname (a network
+    // namespace has no UTS namespace of its own), so its addresses are what tells it apart.
+    let line = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("IPS "))
+        .unwrap_or_else(|| panic!("no IPS line\n{}", out.report()));
+    let ips: Vec<&str> = line.split_whitespace().collect();
+    assert!(
+        ips.contains(&lab.instance_ip.to_string().as_str()),
+        "`hostname -I` did not run on the instance ({}): {line}\n{}",
+        lab.instance_ip,
+        out.report()
+    );
+
+    // The tunnel went to the endpoint's FipsDnsName.
+    let tunnels = fips_tunnels(lab);
+    let ours = &tunnels[tunnels_before..];
+    assert_eq!(
+        ours.len(),
+        1,
+        "expected one tunnel dialed by the FipsDnsName {fips_dns_name}, got {ours:?}\n{}",
+        out.report()
+    );
+    assert_eq!(ours[0].host, fips_dns_name);
+    assert_eq!(ours[0].endpoint_id, eice_id);
+    assert_eq!(ours[0].target, format!("{}:22", lab.instance_ip));
+
+    // The API calls went to the FIPS names: EC2 (instance lookup, endpoint discovery) and
+    // EC2 Instance Connect (SendSSHPublicKey).
+    let hosts = fips_hosts(lab);
+    let ours = &hosts[hosts_before..];
+    for service in ["ec2", "ec2-instance-connect"] {
+        let fips = format!("{service}-fips.{}.amazonaws.com", lab.aws.region);
+        assert!(
+            ours.contains(&fips),
+            "no API call to {fips}; FIPS hosts called: {ours:?}\n{}",
+            out.report()
+        );
+    }
 }
 
 #[test]

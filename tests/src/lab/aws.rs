@@ -6,8 +6,10 @@
 //! root netns ("laptop")  <p8>-a0 N.2.1/24
 //!    | veth
 //! <prefix>-aws           eth0 N.2.2  front.py: HTTPS API (ec2, ec2-instance-connect, sts,
-//!                                    rds, elasticloadbalancing, ssm names) -> moto
-//!                             N.2.3  front.py: the EICE endpoints' WSS (/openTunnel)
+//!                                    rds, elasticloadbalancing, ssm names, and their
+//!                                    `-fips` variants) -> moto
+//!                             N.2.3  front.py: the EICE endpoints' WSS (/openTunnel), by
+//!                                    DnsName or FipsDnsName
 //!                             N.2.4  front.py: SSM MGS WSS (ssmmessages), :8080 its control
 //!                                    API (see `aws/ssm.rs`)
 //!                        lo   127.0.0.1:5000 moto_server
@@ -186,20 +188,36 @@ impl AwsLab {
         &self.veth_root
     }
 
-    /// The regional API names the front answers for.
+    /// The services whose regional API names the front answers for.
+    const API_SERVICES: [&'static str; 7] = [
+        "ec2",
+        "ec2-instance-connect",
+        "ssm",
+        "ssmmessages",
+        "sts",
+        "rds",
+        "elasticloadbalancing",
+    ];
+
+    /// The regional API names the front answers for: `<service>.<region>.amazonaws.com`,
+    /// then the FIPS ones (see [`AwsLab::api_fips_names`]).
     pub fn api_names(&self) -> Vec<String> {
-        [
-            "ec2",
-            "ec2-instance-connect",
-            "ssm",
-            "ssmmessages",
-            "sts",
-            "rds",
-            "elasticloadbalancing",
-        ]
-        .iter()
-        .map(|service| format!("{service}.{}.amazonaws.com", self.region))
-        .collect()
+        Self::API_SERVICES
+            .iter()
+            .map(|service| format!("{service}.{}.amazonaws.com", self.region))
+            .chain(self.api_fips_names())
+            .collect()
+    }
+
+    /// The FIPS API names, `<service>-fips.<region>.amazonaws.com`: what the AWS SDKs dial
+    /// instead of the regional names when `AWS_USE_FIPS_ENDPOINT=true` (or
+    /// `use_fips_endpoint = true` in the profile). The front serves them as the regional
+    /// ones and logs the Host of every call, so a test can see which names were used.
+    pub fn api_fips_names(&self) -> Vec<String> {
+        Self::API_SERVICES
+            .iter()
+            .map(|service| format!("{service}-fips.{}.amazonaws.com", self.region))
+            .collect()
     }
 
     /// The domain of endpoint DNS names: `ec2-instance-connect-endpoint.<region>.amazonaws.com`.
@@ -580,10 +598,10 @@ pub(super) fn vpc_hosts(lab: &Lab) -> String {
 /// namespace's (`/etc/netns/<prefix>-aws/hosts`, for the seeding client there).
 fn write_hosts(lab: &Lab) -> Result<()> {
     let aws = &lab.aws;
-    let (ssm_names, api_names): (Vec<String>, Vec<String>) = aws
-        .api_names()
-        .into_iter()
-        .partition(|name| name.starts_with("ssmmessages."));
+    let (ssm_names, api_names): (Vec<String>, Vec<String>) =
+        aws.api_names().into_iter().partition(|name| {
+            name.starts_with("ssmmessages.") || name.starts_with("ssmmessages-fips.")
+        });
     let names = format!(
         "{} {}\n{} {}\n",
         aws.api_ip,
@@ -649,15 +667,38 @@ fn json_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// The lab CA and the fakes' certificate (EC P-256, 30 days), unless they exist.
+/// The lab CA and the fakes' certificate (EC P-256, 30 days), unless they exist. The
+/// certificate is issued again (by the same CA) when its names changed, e.g. a lab state
+/// directory from before the FIPS names were served.
 fn tls(lab: &Lab) -> Result<()> {
     let aws = &lab.aws;
-    let (ca_key, cert, key) = (
+    let (ca_key, cert, key, ext) = (
         aws.dir.join("ca.key"),
         aws.dir.join("server.pem"),
         aws.dir.join("server.key"),
+        aws.dir.join("server.ext"),
     );
-    if aws.ca.exists() && cert.exists() && key.exists() {
+    let domain = aws.eice_domain();
+    let mut sans: Vec<String> = aws.api_names();
+    sans.extend([
+        format!("*.{domain}"),
+        format!("*.{}.{domain}", aws.eice_dns_label),
+        format!("*.{}.fips.{domain}", aws.eice_dns_label),
+    ]);
+    let ext_text = format!(
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+         extendedKeyUsage=serverAuth\nsubjectAltName={}\n",
+        sans.iter()
+            .map(|n| format!("DNS:{n}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let have_ca = aws.ca.exists() && ca_key.exists();
+    if have_ca
+        && cert.exists()
+        && key.exists()
+        && fs::read_to_string(&ext).is_ok_and(|old| old == ext_text)
+    {
         return Ok(());
     }
     let ec = [
@@ -667,23 +708,25 @@ fn tls(lab: &Lab) -> Result<()> {
         "ec_paramgen_curve:prime256v1",
         "-nodes",
     ];
-    exec::run(
-        Command::new("openssl")
-            .args(["req", "-x509"])
-            .args(ec)
-            .arg("-keyout")
-            .arg(&ca_key)
-            .arg("-out")
-            .arg(&aws.ca)
-            .args(["-days", "30", "-subj"])
-            .arg(format!("/CN=aws-hop lab {} CA", lab.config.prefix))
-            .args([
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ]),
-    )?;
+    if !have_ca {
+        exec::run(
+            Command::new("openssl")
+                .args(["req", "-x509"])
+                .args(ec)
+                .arg("-keyout")
+                .arg(&ca_key)
+                .arg("-out")
+                .arg(&aws.ca)
+                .args(["-days", "30", "-subj"])
+                .arg(format!("/CN=aws-hop lab {} CA", lab.config.prefix))
+                .args([
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                ]),
+        )?;
+    }
     let csr = aws.dir.join("server.csr");
     exec::run(
         Command::new("openssl")
@@ -695,25 +738,7 @@ fn tls(lab: &Lab) -> Result<()> {
             .arg(&csr)
             .args(["-subj", "/CN=aws-hop lab AWS fakes"]),
     )?;
-    let domain = aws.eice_domain();
-    let mut sans: Vec<String> = aws.api_names();
-    sans.extend([
-        format!("*.{domain}"),
-        format!("*.{}.{domain}", aws.eice_dns_label),
-        format!("*.{}.fips.{domain}", aws.eice_dns_label),
-    ]);
-    let ext = aws.dir.join("server.ext");
-    fs::write(
-        &ext,
-        format!(
-            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
-             extendedKeyUsage=serverAuth\nsubjectAltName={}\n",
-            sans.iter()
-                .map(|n| format!("DNS:{n}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-    )?;
+    fs::write(&ext, &ext_text)?;
     exec::run(
         Command::new("openssl")
             .args(["x509", "-req", "-in"])
@@ -729,6 +754,74 @@ fn tls(lab: &Lab) -> Result<()> {
     )?;
     fs::set_permissions(&aws.ca, fs::Permissions::from_mode(0o644))?;
     Ok(())
+}
+
+/// One tunnel the fake EICE opened, as the front logged it (see [`Lab::eice_tunnels`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EiceTunnel {
+    /// The endpoint's id (`eice-...`).
+    pub endpoint_id: String,
+    /// `IP:PORT` the endpoint connected to.
+    pub target: String,
+    /// True when the client dialed the endpoint's `FipsDnsName`, false for its `DnsName`.
+    pub fips: bool,
+    /// The name dialed (the WebSocket's `Host`).
+    pub host: String,
+}
+
+impl Lab {
+    /// The front's log (`aws-front.log`): API calls, EICE tunnels, the SSM gateway.
+    fn aws_front_log(&self) -> Result<String> {
+        let path = self.log_dir().join("aws-front.log");
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+    }
+
+    /// Every tunnel the fake EICE opened since the AWS side came up, in order, with the
+    /// name it was dialed by (`DnsName` or `FipsDnsName`). The log is the lab's, shared by
+    /// the tests of one process: compare counts before and after, or filter.
+    pub fn eice_tunnels(&self) -> Result<Vec<EiceTunnel>> {
+        // `HH:MM:SS.mmm eice ID: tunnel to IP:PORT via DnsName|FipsDnsName HOST (max N s)`
+        Ok(self
+            .aws_front_log()?
+            .lines()
+            .filter_map(|line| {
+                let rest = line.split_once(" eice ")?.1;
+                let (id, rest) = rest.split_once(": tunnel to ")?;
+                let mut words = rest.split(' ');
+                let target = words.next()?;
+                if words.next()? != "via" {
+                    return None;
+                }
+                let fips = match words.next()? {
+                    "FipsDnsName" => true,
+                    "DnsName" => false,
+                    _ => return None,
+                };
+                Some(EiceTunnel {
+                    endpoint_id: id.to_owned(),
+                    target: target.to_owned(),
+                    fips,
+                    host: words.next()?.to_owned(),
+                })
+            })
+            .collect())
+    }
+
+    /// The `Host` of every API call the front served (`ec2.us-east-1.amazonaws.com`, or
+    /// `ec2-fips.us-east-1.amazonaws.com` from a client in FIPS mode, ...), in order. Like
+    /// [`Lab::eice_tunnels`], shared by the tests of one process.
+    pub fn aws_api_hosts(&self) -> Result<Vec<String>> {
+        // `HH:MM:SS.mmm api IP host=NAME "POST / HTTP/1.1" 200 -`
+        Ok(self
+            .aws_front_log()?
+            .lines()
+            .filter_map(|line| {
+                let rest = line.split_once(" api ")?.1;
+                let host = rest.split(' ').nth(1)?.strip_prefix("host=")?;
+                Some(host.to_owned())
+            })
+            .collect())
+    }
 }
 
 impl Lab {

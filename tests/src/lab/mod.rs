@@ -42,7 +42,7 @@ use std::{io, thread};
 
 use anyhow::{Context, Result, bail};
 
-pub use aws::{AwsIds, AwsLab, with_hosts_file};
+pub use aws::{AwsIds, AwsLab, EiceTunnel, with_hosts_file};
 pub use claim::CLAIM_DIR;
 pub use config::{ENV_FILE, LabConfig};
 pub use exec::{describe, ns_command, output_with_timeout};
