@@ -37,6 +37,22 @@ fn keyless_home(lab: &Lab) -> TestHome {
     home
 }
 
+/// A script that runs `echo one` over EICE + SSH (tunnel limited to `max_duration` s), waits
+/// `pause` s so the endpoint ends the tunnel, then runs `echo two`, which needs a new tunnel
+/// and SSH login. Prints `FIRST one` and `SECOND two`.
+fn exec_twice_across_max_duration(user: &str, max_duration: u64, pause: u64) -> String {
+    format!(
+        r#"
+let h = eic_endpoint("web-1", #{{ max_duration: {max_duration} }}).ssh("{user}", #{{ known_hosts: "accept-new" }});
+let r = h.exec("echo one");
+print(`FIRST ${{r.stdout}}`);
+sleep({pause});
+let r = h.exec("echo two");
+print(`SECOND ${{r.stdout}}`);
+"#
+    )
+}
+
 #[test]
 fn eice_ssh_logs_in_with_a_pushed_ephemeral_key() {
     let lab = lab();
@@ -563,17 +579,7 @@ fn an_expired_pushed_key_is_pushed_again_when_the_session_is_redialed() {
     let restore = KeyTtl(&lab);
     // The endpoint ends the tunnel after 5 s (as AWS does after max_duration, 1 h by
     // default); the next exec must dial a new SSH session, whose login needs a live key.
-    let script = format!(
-        r#"
-let h = eic_endpoint("web-1", #{{ max_duration: 5 }}).ssh("{user}", #{{ known_hosts: "accept-new" }});
-let r = h.exec("echo one");
-print(`FIRST ${{r.stdout}}`);
-sleep(7);
-let r = h.exec("echo two");
-print(`SECOND ${{r.stdout}}`);
-"#,
-        user = lab.user
-    );
+    let script = exec_twice_across_max_duration(&lab.user, 5, 7);
     let mut proc = HopCmd::new()
         .aws(&lab)
         .home(home.path())
@@ -742,17 +748,7 @@ wait();
 fn a_tunnel_past_its_max_duration_ends_with_the_reason_and_the_session_redials() {
     let lab = lab();
     let home = keyless_home(lab);
-    let script = format!(
-        r#"
-let h = eic_endpoint("web-1", #{{ max_duration: 2 }}).ssh("{user}", #{{ known_hosts: "accept-new" }});
-let r = h.exec("echo one");
-print(`FIRST ${{r.stdout}}`);
-sleep(3);
-let r = h.exec("echo two");
-print(`SECOND ${{r.stdout}}`);
-"#,
-        user = lab.user
-    );
+    let script = exec_twice_across_max_duration(&lab.user, 2, 3);
     HopCmd::new()
         .aws(lab)
         .home(home.path())

@@ -21,7 +21,7 @@ use aws_hop_lab::fixture::clients::psql_query;
 use aws_hop_lab::lab::POSTGRES_MARKER;
 use aws_hop_lab::serve::ServeMode;
 use aws_hop_lab::serve::client::source_fetch;
-use aws_hop_lab::{HopCmd, Lab, TestHome, pattern};
+use aws_hop_lab::{HopCmd, HopProcess, Lab, TestHome, pattern};
 use sha2::{Digest, Sha256};
 
 use crate::hop_common::{interrupt_and_expect_clean_exit, ready_ports};
@@ -107,6 +107,59 @@ fn download(port: u16, n: u64) -> u64 {
 
 fn counter(lab: &Lab, key: &str) -> u64 {
     lab.aws.ssm_counter(key).unwrap()
+}
+
+/// aws-hop holding two forwards through one `ssm("web-1", OPTS)`: `up` to a
+/// [`counting_sink`] of `n` bytes, `down` to a pattern source. Owns the process and the source.
+struct UpDown {
+    proc: HopProcess,
+    up: u16,
+    down: u16,
+    _source: TestServer,
+}
+
+impl UpDown {
+    fn start(lab: &Lab, home: &TestHome, ssm_opts: &str, n: u64) -> UpDown {
+        let sink = counting_sink(lab, n);
+        let source =
+            TestServer::start(lab, &lab.ns_priv, ServeMode::Source, lab.sink_addr()).unwrap();
+        let script = format!(
+            r#"
+let s = ssm("web-1", {ssm_opts});
+let up = s.forward(0, "{sink}");
+let down = s.forward(0, "{source}");
+print(`READY ${{up.local_port}} ${{down.local_port}}`);
+wait();
+"#,
+            source = source.addr,
+        );
+        let mut proc = HopCmd::new()
+            .aws(lab)
+            .home(home.path())
+            .script(script)
+            .spawn();
+        let ports = ready_ports(&mut proc);
+        UpDown {
+            proc,
+            up: ports[0],
+            down: ports[1],
+            _source: source,
+        }
+    }
+
+    /// `n` bytes up and `n` down at the same time; both must arrive whole (`when` says
+    /// during what, for the failure message).
+    fn both_ways(&self, n: u64, when: &str) {
+        let (up_port, down_port) = (self.up, self.down);
+        let up = thread::spawn(move || upload(up_port, n));
+        let down = thread::spawn(move || download(down_port, n));
+        assert_eq!(
+            up.join().unwrap(),
+            format!("{n} {}", pattern::sha256_hex_of_pattern(n)),
+            "upload corrupted or truncated {when}"
+        );
+        assert_eq!(down.join().unwrap(), n, "download truncated {when}");
+    }
 }
 
 #[test]
@@ -217,8 +270,6 @@ fn hundred_mb_each_way_survive_dropped_duplicated_and_reordered_frames() {
     let _lock = lab.aws.ssm_lock().unwrap();
     let home = keyless_home(lab);
     let n = 100 * MB;
-    let sink = counting_sink(lab, n);
-    let source = TestServer::start(lab, &lab.ns_priv, ServeMode::Source, lab.sink_addr()).unwrap();
     lab.aws
         // Uploads are ~3 200 frames of 32 KiB, downloads ~100 000 of 1 KiB: rates that make
         // every fault happen in both directions (the test checks that it did).
@@ -228,31 +279,8 @@ fn hundred_mb_each_way_survive_dropped_duplicated_and_reordered_frames() {
                 "duplicate_to_agent": 0.01, "reorder_to_agent": 0.01}"#,
         )
         .unwrap();
-    let script = format!(
-        r#"
-let s = ssm("web-1", #{{ chunk_size: 32768 }});
-let up = s.forward(0, "{sink}");
-let down = s.forward(0, "{source}");
-print(`READY ${{up.local_port}} ${{down.local_port}}`);
-wait();
-"#,
-        source = source.addr,
-    );
-    let mut proc = HopCmd::new()
-        .aws(lab)
-        .home(home.path())
-        .script(script)
-        .spawn();
-    let ports = ready_ports(&mut proc);
-    let (up_port, down_port) = (ports[0], ports[1]);
-    let up = thread::spawn(move || upload(up_port, n));
-    let down = thread::spawn(move || download(down_port, n));
-    assert_eq!(
-        up.join().unwrap(),
-        format!("{n} {}", pattern::sha256_hex_of_pattern(n)),
-        "upload corrupted or truncated"
-    );
-    assert_eq!(down.join().unwrap(), n, "download truncated");
+    let t = UpDown::start(lab, &home, "#{ chunk_size: 32768 }", n);
+    t.both_ways(n, "through the faults");
     let stats = lab.aws.ssm_stats().unwrap();
     for c in [
         "dropped_to_agent",
@@ -267,7 +295,7 @@ wait();
             "{c} is 0: the faults did not happen\n{stats}"
         );
     }
-    interrupt_and_expect_clean_exit(proc);
+    interrupt_and_expect_clean_exit(t.proc);
 }
 
 #[test]
@@ -276,54 +304,25 @@ fn a_websocket_closed_mid_transfer_is_resumed_and_nothing_is_lost() {
     let _lock = lab.aws.ssm_lock().unwrap();
     let home = keyless_home(lab);
     let n = 40 * MB;
-    let sink = counting_sink(lab, n);
-    let source = TestServer::start(lab, &lab.ns_priv, ServeMode::Source, lab.sink_addr()).unwrap();
-    let script = format!(
-        r#"
-let s = ssm("web-1");
-let up = s.forward(0, "{sink}");
-let down = s.forward(0, "{source}");
-print(`READY ${{up.local_port}} ${{down.local_port}}`);
-wait();
-"#,
-        source = source.addr,
-    );
-    let mut proc = HopCmd::new()
-        .aws(lab)
-        .home(home.path())
-        .script(script)
-        .spawn();
-    let ports = ready_ports(&mut proc);
-    let (up_port, down_port) = (ports[0], ports[1]);
+    let t = UpDown::start(lab, &home, "#{}", n);
     // Both sessions exist before the gateway starts counting towards the close.
-    assert_eq!(download(down_port, MB), MB);
+    assert_eq!(download(t.down, MB), MB);
     assert_eq!(
-        upload(up_port, n),
+        upload(t.up, n),
         format!("{n} {}", pattern::sha256_hex_of_pattern(n))
     );
     // MGS closes every data channel (1000 Bye) once 30 MB more have gone through.
     lab.aws
         .ssm_control(r#"{"close_after_bytes": 30000000}"#)
         .unwrap();
-    let up = thread::spawn(move || upload(up_port, n));
-    let down = thread::spawn(move || download(down_port, n));
-    assert_eq!(
-        up.join().unwrap(),
-        format!("{n} {}", pattern::sha256_hex_of_pattern(n)),
-        "upload corrupted or truncated across the resume"
-    );
-    assert_eq!(
-        down.join().unwrap(),
-        n,
-        "download truncated across the resume"
-    );
+    t.both_ways(n, "across the resume");
     let stats = lab.aws.ssm_stats().unwrap();
     assert!(counter(lab, "closed_bye") >= 1, "{stats}");
     assert!(counter(lab, "sessions_resumed") >= 1, "{stats}");
     // Resumed, not replaced: still one session per target, and the same local ports work.
     assert_eq!(counter(lab, "sessions_started"), 2, "{stats}");
-    assert_eq!(download(down_port, MB), MB);
-    interrupt_and_expect_clean_exit(proc);
+    assert_eq!(download(t.down, MB), MB);
+    interrupt_and_expect_clean_exit(t.proc);
 }
 
 #[test]

@@ -51,6 +51,24 @@ pub struct InstanceInfo {
 }
 
 impl InstanceInfo {
+    /// An instance for unit tests: an id, a Name tag, a state and a private IP, nothing else.
+    #[cfg(test)]
+    pub(crate) fn for_test(id: &str, name: &str, state: &str, private_ip: &str) -> InstanceInfo {
+        InstanceInfo {
+            id: id.into(),
+            name: Some(name.into()),
+            state: state.into(),
+            private_ip: Some(private_ip.into()),
+            ipv6: None,
+            public_ip: None,
+            vpc_id: None,
+            subnet_id: None,
+            az: None,
+            platform: None,
+            tags: vec![],
+        }
+    }
+
     fn from_sdk(i: &Instance) -> InstanceInfo {
         let tags: Vec<(String, String)> = i
             .tags()
@@ -336,19 +354,7 @@ mod tests {
 
     #[test]
     fn stopped_instances_are_named_as_stopped() {
-        let i = InstanceInfo {
-            id: "i-0abc".into(),
-            name: Some("web-2".into()),
-            state: "stopped".into(),
-            private_ip: Some("10.0.1.21".into()),
-            ipv6: None,
-            public_ip: None,
-            vpc_id: None,
-            subnet_id: None,
-            az: None,
-            platform: None,
-            tags: vec![],
-        };
+        let i = InstanceInfo::for_test("i-0abc", "web-2", "stopped", "10.0.1.21");
         let msg = i.require_running("eic_endpoint").unwrap_err().to_string();
         assert!(msg.contains("web-2 (i-0abc) is stopped"), "{msg}");
         assert!(

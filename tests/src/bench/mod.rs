@@ -324,26 +324,8 @@ fn measure_only(
     load_start: &str,
 ) -> Result<()> {
     let launcher = Launcher::new(lab, aws_hop.clone())?;
-    let nproc = thread::available_parallelism().map_or(0, std::num::NonZero::get);
-    let mut facts = Table::new(&["", ""]).left(1);
+    let mut facts = machine_facts(&aws_hop);
     let mut fact = |k: &str, v: String| facts.row(vec![k.into(), v]);
-    fact("date", command_text("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
-    fact("cpu", cpu_model());
-    fact("nproc", nproc.to_string());
-    fact("kernel", command_text("uname", &["-r"]));
-    fact("ssh -V", command_text("ssh", &["-V"]));
-    fact(
-        "aws-hop",
-        format!(
-            "{} ({} build of hop-lab)",
-            aws_hop.display(),
-            if binary::release_build() {
-                "release"
-            } else {
-                "debug"
-            }
-        ),
-    );
     fact(
         "lab",
         format!(
@@ -390,6 +372,28 @@ fn measure_only(
     Ok(())
 }
 
+/// The facts table's first rows: date, CPU, cores, kernel, OpenSSH and the aws-hop binary.
+fn machine_facts(aws_hop: &std::path::Path) -> Table {
+    let nproc = thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let mut facts = Table::new(&["", ""]).left(1);
+    let mut fact = |k: &str, v: String| facts.row(vec![k.into(), v]);
+    fact("date", command_text("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
+    fact("cpu", cpu_model());
+    fact("nproc", nproc.to_string());
+    fact("kernel", command_text("uname", &["-r"]));
+    fact("ssh -V", command_text("ssh", &["-V"]));
+    let build = if binary::release_build() {
+        "release"
+    } else {
+        "debug"
+    };
+    fact(
+        "aws-hop",
+        format!("{} ({build} build of hop-lab)", aws_hop.display()),
+    );
+    facts
+}
+
 fn header(
     settings: &Settings,
     lab: &BenchLab,
@@ -399,29 +403,11 @@ fn header(
     load_start: &str,
     user_nofile: u64,
 ) -> Result<String> {
-    let nproc = thread::available_parallelism().map_or(0, std::num::NonZero::get);
     let mut text = String::from(
         "hop-lab bench: aws-hop vs OpenSSH `ssh -N -L`, same lab, same bastion, one run\n",
     );
-    let mut facts = Table::new(&["", ""]).left(1);
+    let mut facts = machine_facts(aws_hop);
     let mut fact = |k: &str, v: String| facts.row(vec![k.into(), v]);
-    fact("date", command_text("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
-    fact("cpu", cpu_model());
-    fact("nproc", nproc.to_string());
-    fact("kernel", command_text("uname", &["-r"]));
-    fact("ssh -V", command_text("ssh", &["-V"]));
-    fact(
-        "aws-hop",
-        format!(
-            "{} ({} build of hop-lab)",
-            aws_hop.display(),
-            if binary::release_build() {
-                "release"
-            } else {
-                "debug"
-            }
-        ),
-    );
     fact(
         "lab",
         format!(

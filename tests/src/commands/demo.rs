@@ -227,23 +227,7 @@ fn show(lab: &Lab, bin: &Path) -> Result<Facts> {
     };
     let mariadb_port = ready("mariadb")?;
     let postgres_port = ready("postgres")?;
-    let ready_after = started.elapsed();
-    // The `holding 2 forwards` line comes after every `forwarding` line on stderr, which
-    // is read apart from stdout: wait for it, so that the listing below is complete.
-    hop.wait_line(
-        "aws-hop's `holding` line",
-        |l| l.contains("holding"),
-        Duration::from_secs(5),
-    )?;
-    let mut printed = 0;
-    for line in hop.lines() {
-        say(&format!("        {line}"));
-        printed += 1;
-    }
-    say(&format!(
-        "      ready {:.2} s after start",
-        ready_after.as_secs_f64()
-    ));
+    let printed = show_ready(&mut hop, started.elapsed())?;
 
     say(&format!(
         "\n[5/{STEPS}] the real database clients, through the forwards"
@@ -283,6 +267,27 @@ fn show(lab: &Lab, bin: &Path) -> Result<Facts> {
         postgres_port,
         seen_as,
     })
+}
+
+/// Prints what aws-hop has said once it holds its forwards, then how long after its start
+/// the forwards were ready. Returns how many lines it printed. The `holding` line comes
+/// after every `forwarding` line on stderr, which is read apart from stdout: waiting for it
+/// makes the listing complete.
+fn show_ready(hop: &mut Spawned, ready_after: Duration) -> Result<usize> {
+    hop.wait_line(
+        "aws-hop's `holding` line",
+        |l| l.contains("holding"),
+        Duration::from_secs(5),
+    )?;
+    let lines = hop.lines();
+    for line in &lines {
+        say(&format!("        {line}"));
+    }
+    say(&format!(
+        "      ready {:.2} s after start",
+        ready_after.as_secs_f64()
+    ));
+    Ok(lines.len())
 }
 
 /// Sends SIGINT to `hop`, prints what it said after its first `printed` lines, and
@@ -354,21 +359,7 @@ fn show_aws(lab: &Lab, bin: &Path) -> Result<AwsFacts> {
         .trim()
         .parse()
         .with_context(|| format!("bad READY line {line:?}"))?;
-    let ready_after = started.elapsed();
-    hop.wait_line(
-        "aws-hop's `holding` line",
-        |l| l.contains("holding"),
-        Duration::from_secs(5),
-    )?;
-    let mut printed = 0;
-    for line in hop.lines() {
-        say(&format!("        {line}"));
-        printed += 1;
-    }
-    say(&format!(
-        "      ready {:.2} s after start",
-        ready_after.as_secs_f64()
-    ));
+    let printed = show_ready(&mut hop, started.elapsed())?;
 
     say(&format!("\n[9/{STEPS}] psql through the SSM forward"));
     let seen_as = lab.instance_ip.to_string();

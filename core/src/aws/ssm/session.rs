@@ -354,19 +354,7 @@ mod tests {
     use super::*;
 
     fn web1() -> InstanceInfo {
-        InstanceInfo {
-            id: "i-0abc".into(),
-            name: Some("web-1".into()),
-            state: "running".into(),
-            private_ip: Some("10.0.1.20".into()),
-            ipv6: None,
-            public_ip: None,
-            vpc_id: None,
-            subnet_id: None,
-            az: None,
-            platform: None,
-            tags: vec![],
-        }
+        InstanceInfo::for_test("i-0abc", "web-1", "running", "10.0.1.20")
     }
 
     #[test]
