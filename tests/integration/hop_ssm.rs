@@ -109,6 +109,24 @@ fn counter(lab: &Lab, key: &str) -> u64 {
     lab.aws.ssm_counter(key).unwrap()
 }
 
+/// aws-hop holding one forward through `ssm("web-1")` to `target`, and its local port.
+fn one_forward(lab: &Lab, home: &TestHome, target: SocketAddr) -> (HopProcess, u16) {
+    let script = format!(
+        r#"
+let f = ssm("web-1").forward(0, "{target}");
+print(`READY ${{f.local_port}}`);
+wait();
+"#
+    );
+    let mut proc = HopCmd::new()
+        .aws(lab)
+        .home(home.path())
+        .script(script)
+        .spawn();
+    let port = ready_ports(&mut proc)[0];
+    (proc, port)
+}
+
 /// aws-hop holding two forwards through one `ssm("web-1", OPTS)`: `up` to a
 /// [`counting_sink`] of `n` bytes, `down` to a pattern source. Owns the process and the source.
 struct UpDown {
@@ -219,19 +237,7 @@ fn ten_concurrent_connections_share_one_session_each_with_its_own_bytes() {
     let _lock = lab.aws.ssm_lock().unwrap();
     let home = keyless_home(lab);
     let target = echo_server(lab);
-    let script = format!(
-        r#"
-let f = ssm("web-1").forward(0, "{target}");
-print(`READY ${{f.local_port}}`);
-wait();
-"#
-    );
-    let mut proc = HopCmd::new()
-        .aws(lab)
-        .home(home.path())
-        .script(script)
-        .spawn();
-    let port = ready_ports(&mut proc)[0];
+    let (proc, port) = one_forward(lab, &home, target);
     let handles: Vec<_> = (0..10u32)
         .map(|i| {
             thread::spawn(move || {
@@ -434,19 +440,7 @@ fn an_idle_timeout_is_reported_in_the_services_words_and_the_next_connection_sta
     let home = keyless_home(lab);
     let target = echo_server(lab);
     lab.aws.ssm_control(r#"{"idle_timeout_s": 2}"#).unwrap();
-    let script = format!(
-        r#"
-let f = ssm("web-1").forward(0, "{target}");
-print(`READY ${{f.local_port}}`);
-wait();
-"#
-    );
-    let mut proc = HopCmd::new()
-        .aws(lab)
-        .home(home.path())
-        .script(script)
-        .spawn();
-    let port = ready_ports(&mut proc)[0];
+    let (mut proc, port) = one_forward(lab, &home, target);
     let ping = |port: u16| {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.write_all(b"ping").unwrap();
