@@ -69,6 +69,17 @@ impl Tmux {
         self.tmux(&["send-keys", "-t", "repl", "Enter"]);
     }
 
+    /// Sends `lines`, each followed by Enter, in one `send-keys`, so that they reach the
+    /// terminal together, as a paste does. (No line may end in `;`: see `type_text`.)
+    fn paste(&self, lines: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "repl"];
+        for line in lines {
+            assert!(!line.ends_with(';'), "paste() cannot send {line:?}");
+            args.extend_from_slice(&[line, "Enter"]);
+        }
+        self.tmux(&args);
+    }
+
     /// Types `text` literally. tmux reads an argument ending in `;` as a command separator,
     /// so semicolons go as the escaped key `\;`.
     fn type_text(&self, text: &str) {
@@ -150,12 +161,30 @@ fn repl_prompt_multiline_completion_ctrl_c_and_forwards() {
     let t = start_repl("main", home.path(), "");
     let secs = Duration::from_secs;
 
-    // A multi-line function: the editor waits for the closing brace.
+    // A multi-line function, typed a line at a time: the editor waits for the closing brace.
     t.line("fn add(a, b) {");
     t.line("  a + b");
     t.line("}");
     t.line("add(2, 3)");
     t.wait_for("=> 5", secs(10));
+
+    // The same lines pasted (arriving in one write): none of them may be lost, as the
+    // typed-ahead ones were when the editor dropped what it had read past the first line.
+    t.paste(&[
+        "fn mul(a, b) {",
+        "  a * b",
+        "}",
+        "mul(6, 7)",
+        "mul(4, 5)",
+        "add(1, 2)",
+    ]);
+    let s = t.wait_for("=> 3", secs(10));
+    let results: Vec<&str> = s.lines().filter(|l| l.starts_with("=> ")).collect();
+    assert_eq!(
+        results,
+        ["=> 5", "=> 42", "=> 20", "=> 3"],
+        "every pasted line runs, in order:\n{s}"
+    );
 
     // Tab completion of a binding.
     t.type_text("let b = bast");
