@@ -36,6 +36,7 @@ import os
 import pty
 import pwd
 import secrets
+import signal
 import socket
 import struct
 import subprocess
@@ -723,6 +724,11 @@ class ShellPlugin:
 
 
 def main():
+    # A real agent runs under systemd, with every signal at its default action, and its
+    # shells inherit that. A lab started from a script's background job (`cmd &`) would
+    # otherwise hand on SIGINT and SIGQUIT ignored, and Ctrl-C could not stop `sleep`.
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
     with open(sys.argv[1]) as f:
         config = json.load(f)
     Agent(config, sys.argv[2], sys.argv[3]).run()
