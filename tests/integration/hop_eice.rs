@@ -22,7 +22,7 @@ use aws_hop_lab::fixture::clients::psql_query;
 use aws_hop_lab::lab::{AwsLab, POSTGRES_MARKER};
 use aws_hop_lab::{HopCmd, Lab, OwnedLab, TestHome};
 
-use crate::hop_common::{interrupt_and_expect_clean_exit, ready_ports};
+use crate::hop_common::{assert_ran_on, interrupt_and_expect_clean_exit, spawn_aws_ready};
 use crate::hop_lab_bin;
 
 /// The shared lab, with its AWS side up.
@@ -87,17 +87,7 @@ print(`IPS ${{ips}} STATUS ${{r.status}}`);
         .assert_stdout_contains(&format!("via {}", ids.get("EICE_ID")))
         .assert_stdout_contains("STATUS 0");
     // The addresses the instance itself reports (not the lookup's line above).
-    let ips = out
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("IPS "))
-        .unwrap_or_default();
-    assert!(
-        ips.split_whitespace()
-            .any(|ip| ip == lab.instance_ip.to_string()),
-        "{}",
-        out.report()
-    );
+    assert_ran_on(&out, "IPS", lab.instance_ip);
     // The host key is recorded under the instance id, not the (reusable) private IP.
     let known = home.read_known_hosts();
     assert!(known.contains(ids.get("WEB1_ID")), "known_hosts: {known}");
@@ -117,12 +107,7 @@ wait();
         user = lab.user,
         phost = lab.postgres_host,
     );
-    let mut proc = HopCmd::new()
-        .aws(lab)
-        .home(home.path())
-        .script(script)
-        .spawn();
-    let ports = ready_ports(&mut proc);
+    let (proc, ports) = spawn_aws_ready(lab, &home, script);
     let row = psql_query(
         ports[0],
         "select inet_client_addr(), (select name from whoami)",
@@ -198,20 +183,7 @@ print(`IPS ${{ips}} STATUS ${{r.status}}`);
         .timeout(60)
         .run();
     out.assert_success().assert_stdout_contains("STATUS 0");
-    // The command ran on web-1: the lab's instance shares the machine's hostname (a network
-    // namespace has no UTS namespace of its own), so its addresses are what tells it apart.
-    let line = out
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("IPS "))
-        .unwrap_or_else(|| panic!("no IPS line\n{}", out.report()));
-    let ips: Vec<&str> = line.split_whitespace().collect();
-    assert!(
-        ips.contains(&lab.instance_ip.to_string().as_str()),
-        "`hostname -I` did not run on the instance ({}): {line}\n{}",
-        lab.instance_ip,
-        out.report()
-    );
+    assert_ran_on(&out, "IPS", lab.instance_ip);
 
     // The tunnel went to the endpoint's FipsDnsName.
     let tunnels = fips_tunnels(lab);
@@ -704,12 +676,8 @@ let f = eic_endpoint("web-1").forward("127.0.0.1:0", "web-1:22");
 print(`READY ${f.local_port}`);
 wait();
 "#;
-    let mut proc = HopCmd::new()
-        .aws(&lab)
-        .home(home.path())
-        .script(script)
-        .spawn();
-    let port = ready_ports(&mut proc)[0];
+    let (mut proc, ports) = spawn_aws_ready(&lab, &home, script);
+    let port = ports[0];
     let connect = || TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut open = Vec::new();
     for i in 1..=20 {

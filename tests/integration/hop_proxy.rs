@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 
 use aws_hop_lab::{HopCmd, Lab, TestHome};
 
+use crate::hop_common::assert_ran_on;
 use crate::hop_lab_bin;
 
 fn lab() -> &'static Lab {
@@ -280,16 +281,7 @@ print(`RAN ${{ran}}`);
         .timeout(60)
         .run();
     out.assert_success().assert_stdout_contains("HOP ssh ");
-    let ran = out
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("RAN "))
-        .unwrap_or_default();
-    assert!(
-        ran.split_whitespace()
-            .any(|ip| ip == lab.instance_ip.to_string()),
-        "exec did not run on web-1: {ran}"
-    );
+    assert_ran_on(&out, "RAN", lab.instance_ip);
     assert!(out.stdout.contains(" via eice"), "{}", out.report());
 
     // Forced order: bastion first (not given, so it fails), then eice wins; the event line

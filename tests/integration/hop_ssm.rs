@@ -24,7 +24,7 @@ use aws_hop_lab::serve::client::source_fetch;
 use aws_hop_lab::{HopCmd, HopProcess, Lab, TestHome, pattern};
 use sha2::{Digest, Sha256};
 
-use crate::hop_common::{interrupt_and_expect_clean_exit, ready_ports};
+use crate::hop_common::{interrupt_and_expect_clean_exit, spawn_aws_ready};
 use crate::hop_lab_bin;
 
 const MB: u64 = 1 << 20;
@@ -118,13 +118,8 @@ print(`READY ${{f.local_port}}`);
 wait();
 "#
     );
-    let mut proc = HopCmd::new()
-        .aws(lab)
-        .home(home.path())
-        .script(script)
-        .spawn();
-    let port = ready_ports(&mut proc)[0];
-    (proc, port)
+    let (proc, ports) = spawn_aws_ready(lab, home, script);
+    (proc, ports[0])
 }
 
 /// aws-hop holding two forwards through one `ssm("web-1", OPTS)`: `up` to a
@@ -151,12 +146,7 @@ wait();
 "#,
             source = source.addr,
         );
-        let mut proc = HopCmd::new()
-            .aws(lab)
-            .home(home.path())
-            .script(script)
-            .spawn();
-        let ports = ready_ports(&mut proc);
+        let (proc, ports) = spawn_aws_ready(lab, home, script);
         UpDown {
             proc,
             up: ports[0],
@@ -196,12 +186,7 @@ wait();
 "#,
         phost = lab.postgres_host,
     );
-    let mut proc = HopCmd::new()
-        .aws(lab)
-        .home(home.path())
-        .script(script)
-        .spawn();
-    let ports = ready_ports(&mut proc);
+    let (proc, ports) = spawn_aws_ready(lab, &home, script);
     let row = psql_query(
         ports[0],
         "select inet_client_addr(), (select name from whoami)",
