@@ -114,6 +114,8 @@ class Session:
         self.session_type = start["session_type"]
         self.properties = start.get("properties") or {}
         self.kms_key_id = start.get("kms_key_id") or ""
+        self.late_handshake_ack = bool(start.get("late_handshake_ack"))
+        self.complete_sent = threading.Event()
         self.link = None
         self.link_lock = threading.Lock()
         self.cond = threading.Condition()
@@ -193,6 +195,7 @@ class Session:
             self.handshake_complete.set()
             if complete is not None:
                 self.send_data(w.P_HANDSHAKE_COMPLETE, complete)
+                self.complete_sent.set()
                 self.log(f"handshake complete: ClientVersion={self.client_version}")
             if self.session_type != "Port":
                 self.plugin.start()
@@ -317,11 +320,27 @@ class Session:
                 self.in_buf[m.seq] = m
                 self.raw_send(w.ack_for(m))
             return
+        # The real agent (agent/session/datachannel/datachannel.go, handleStreamDataMessage)
+        # processes an in-order message, then acks it. For a HandshakeResponse, processing
+        # only hands a value to PerformHandshake over an unbuffered channel; that goroutine
+        # still has to wake, build HandshakeComplete and send it, while the reader goes
+        # straight on to the ack. So the ack leaves first in practice, and a client sees
+        # HandshakeComplete before it only when the scheduler lets that goroutine win the
+        # race: the fake acks first, and offers the other order as a fault
+        # (`late_handshake_ack`). Other payloads are acked after handling, as the agent does,
+        # since a handler that is not ready (NotReady) must leave them unacked.
+        ack_first = m.payload_type == w.P_HANDSHAKE_RESPONSE and not self.late_handshake_ack
+        if ack_first:
+            self.raw_send(w.ack_for(m))
         try:
             self.handle(m)
         except NotReady:
             return  # no ack, no advance: the client resends
-        self.raw_send(w.ack_for(m))
+        if not ack_first:
+            if m.payload_type == w.P_HANDSHAKE_RESPONSE:
+                # The fault, made certain: the ack goes out after HandshakeComplete.
+                self.complete_sent.wait(HANDSHAKE_TIMEOUT)
+            self.raw_send(w.ack_for(m))
         self.expected += 1
         while self.expected in self.in_buf:
             nxt = self.in_buf.pop(self.expected)

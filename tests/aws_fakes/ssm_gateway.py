@@ -80,6 +80,16 @@ DEFAULT_CONTROLS = {
     "access_denied_next_start": False,
     "kms_required": False,
     "kms_key_id": "",
+    # The agent acks HandshakeResponse after it has sent HandshakeComplete (the old fake's
+    # order); the real agent acks first. A fault, for clients that must survive it.
+    "late_handshake_ack": False,
+    # An IAM policy that allows ssm:StartSession only with these documents (None: any), as
+    # teams write for `ProxyCommand aws ssm start-session --document-name AWS-StartSSHSession`.
+    "allowed_documents": None,
+    # A managed node (hybrid activation, id "mi-" + 17 hex digits) that web-1's agent also
+    # serves: DescribeInstanceInformation lists it as a ManagedInstance, and sessions to it
+    # reach web-1's machine. None: no managed node.
+    "hybrid_node": None,
     "idle_timeout_s": 0,
     "max_session_duration_s": 0,
     "close_after_bytes": None,
@@ -203,6 +213,7 @@ class Gateway:
             self.controls = json.loads(json.dumps(DEFAULT_CONTROLS))
             self.counters = dict.fromkeys(COUNTERS, 0)
             self.recorded = []  # session ids started since the last reset
+            self.issued = []  # every stream token handed out since the last reset (tests grep logs for them)
             self.random = random.Random()
             self.bye_budget = None
 
@@ -245,12 +256,14 @@ class Gateway:
             out["controls"] = dict(self.controls)
             out["agents_online"] = sorted(i for i in self.agents if i not in self.controls["agent_offline"])
             out["sessions"] = [self.sessions[s].summary() for s in self.recorded if s in self.sessions]
+            out["tokens_issued"] = list(self.issued)
             out["active_sessions"] = sum(1 for s in self.sessions.values() if s.status not in ("Terminated", "Failed"))
         return out
 
     def online(self, iid):
+        agent = self.agent_id(iid)
         with self.lock:
-            return iid in self.agents and iid not in self.controls["agent_offline"]
+            return agent in self.agents and iid not in self.controls["agent_offline"] and agent not in self.controls["agent_offline"]
 
     # -- the API ----------------------------------------------------------------------
 
@@ -275,6 +288,8 @@ class Gateway:
             self.log(f"ssm: handing out a corrupt token for {session.sid}")
             return "corrupt-" + token
         session.tokens.add(token)
+        with self.lock:
+            self.issued.append(token)
         return token
 
     def stream_url(self, sid):
@@ -295,6 +310,15 @@ class Gateway:
                 f"arn:aws:ec2:{self.region}:{self.account}:instance/{target} because no identity-based policy allows the ssm:StartSession action",
             )
         document = body.get("DocumentName") or DEFAULT_DOCUMENT
+        with self.lock:
+            allowed = self.controls["allowed_documents"]
+        if allowed is not None and document not in allowed:
+            self.count("start_refused")
+            raise ApiError(
+                "AccessDeniedException",
+                f"User: arn:aws:iam::{self.account}:user/hoplab is not authorized to perform: ssm:StartSession on resource: "
+                f"arn:aws:ssm:{self.region}::document/{document} because no identity-based policy allows the ssm:StartSession action",
+            )
         if document not in DOCUMENTS:
             self.count("start_refused")
             raise ApiError("InvalidDocument", f"Document with name {document} does not exist.")
@@ -329,8 +353,18 @@ class Gateway:
         return {"SessionId": sid, "TokenValue": token, "StreamUrl": self.stream_url(sid)}
 
     def instance_running(self, iid):
-        inst = self.lab.instance(iid)
+        inst = self.lab.instance(self.agent_id(iid))
         return inst is not None and inst["State"]["Name"] == "running"
+
+    def agent_id(self, target):
+        """The agent that serves `target`: web-1's for the managed node, else its own."""
+        with self.lock:
+            hybrid = self.controls["hybrid_node"]
+        if hybrid and target == hybrid:
+            for inst in self.managed_instances():
+                if any(t["Key"] == "Name" and t["Value"] == "web-1" for t in inst.get("Tags", [])):
+                    return inst["InstanceId"]
+        return target
 
     def session(self, body):
         sid = body.get("SessionId")
@@ -424,6 +458,24 @@ class Gateway:
                     keep = False
             if keep:
                 out.append(info)
+        with self.lock:
+            hybrid = self.controls["hybrid_node"]
+        web1 = self.agent_id(hybrid) if hybrid else None
+        base = next((i for i in out if i["InstanceId"] == web1), None)
+        if hybrid and web1 != hybrid:
+            # Listed whatever the filter on web-1's id: rebuild from web-1's own record.
+            inst = next((i for i in self.managed_instances() if i["InstanceId"] == web1), None)
+            if base is None and inst is not None:
+                ip = inst.get("PrivateIpAddress", "")
+                online = self.online(hybrid) and inst["State"]["Name"] == "running"
+                base = {"PingStatus": "Online" if online else "ConnectionLost", "LastPingDateTime": time.time(), "AgentVersion": "3.3.1142.0", "IPAddress": ip, "PlatformType": "Linux", "PlatformName": "Debian GNU/Linux", "PlatformVersion": "12", "IsLatestVersion": False}
+            ids = wanted.get("InstanceIds")
+            if base is not None and (not ids or hybrid in ids):
+                node = dict(base)
+                node.update({"InstanceId": hybrid, "ResourceType": "ManagedInstance", "ComputerName": "onprem-web", "SourceId": hybrid, "SourceType": "AWS::SSM::ManagedInstance", "PingStatus": "Online" if self.online(hybrid) else "ConnectionLost"})
+                out.append(node)
+            if ids and web1 not in ids:
+                out = [i for i in out if i["InstanceId"] in ids]
         return {"InstanceInformationList": out}
 
     # -- ending sessions ------------------------------------------------------------------
@@ -780,8 +832,9 @@ class Gateway:
 
     def start_agent(self, session):
         with self.lock:
-            agent = self.agents.get(session.target)
+            agent = self.agents.get(self.agent_id(session.target))
             kms_key = self.controls["kms_key_id"] or f"arn:aws:kms:{self.region}:{self.account}:key/hoplab-ssm"
+            late_ack = bool(self.controls["late_handshake_ack"])
         if agent is None:
             return False
         start = {
@@ -790,6 +843,7 @@ class Gateway:
             "session_type": session.session_type,
             "properties": session.properties,
             "kms_key_id": kms_key if session.kms else "",
+            "late_handshake_ack": late_ack,
         }
         try:
             w.link_send(agent["sock"], agent["lock"], b"J", start)

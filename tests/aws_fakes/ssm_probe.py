@@ -71,6 +71,8 @@ class Channel:
         self.events = queue.Queue()
         self.lock = threading.Lock()
         self.close_info = None
+        # What arrived, in order: ("ack", seq) and ("data", payload type).
+        self.trace = []
         creds = session().get_credentials().get_frozen_credentials()
         request = AWSRequest(method="GET", url=url.replace("wss://", "https://", 1))
         SigV4Auth(creds, "ssmmessages", os.environ["AWS_REGION"]).add_auth(request)
@@ -94,6 +96,7 @@ class Channel:
                     self.events.put(("bad-digest", m.message_type))
                 if m.message_type == w.OUTPUT:
                     with self.lock:
+                        self.trace.append(("data", m.payload_type))
                         self.ws.send(w.ack_for(m))
                         if m.seq < st["expected"]:
                             continue
@@ -110,6 +113,7 @@ class Channel:
                 elif m.message_type == w.ACK:
                     seq = m.json()["AcknowledgedMessageSequenceNumber"]
                     with self.lock:
+                        self.trace.append(("ack", seq))
                         st["unacked"].pop(seq, None)
                 elif m.message_type == w.CHANNEL_CLOSED:
                     self.events.put(("channel_closed", m.json()))
@@ -166,12 +170,27 @@ class Channel:
             if m.payload_type == w.P_HANDSHAKE_REQUEST:
                 request = m.json()
                 actions = [{"ActionType": a["ActionType"], "ActionStatus": 1, "ActionResult": None, "Error": ""} for a in request["RequestedClientActions"]]
+                self.response_seq = self.state["out_seq"]
                 self.send(w.P_HANDSHAKE_RESPONSE, json.dumps({"ClientVersion": self.client_version, "ProcessedClientActions": actions, "Errors": None}))
             elif m.payload_type == w.P_ENC_CHALLENGE_REQUEST:
                 self.send(w.P_ENC_CHALLENGE_RESPONSE, m.payload)
             elif m.payload_type == w.P_HANDSHAKE_COMPLETE:
                 return request, m.json()
         raise RuntimeError("handshake timed out")
+
+    def handshake_ack_first(self, timeout=5):
+        """True when the agent's ack of our HandshakeResponse arrived before its
+        HandshakeComplete (waits for the ack if it has not come yet)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                trace = list(self.trace)
+            if ("ack", self.response_seq) in trace:
+                ack = trace.index(("ack", self.response_seq))
+                complete = trace.index(("data", w.P_HANDSHAKE_COMPLETE))
+                return ack < complete
+            time.sleep(0.01)
+        raise RuntimeError("the agent never acknowledged the HandshakeResponse")
 
     def close(self):
         self.alive = False
@@ -232,11 +251,12 @@ def cmd_forward(target, host, port, hexdata, client_version=CLIENT_VERSION):
     res = start(target, "AWS-StartPortForwardingSessionToRemoteHost", {"host": [host], "portNumber": [port], "localPortNumber": ["0"]})
     ch = Channel(res["StreamUrl"], res["TokenValue"], client_version)
     request, complete = ch.handshake()
+    ack_first = ch.handshake_ack_first()
     payload = bytes.fromhex(hexdata)
     got, flags, fin = smux_exchange(ch, payload, 1 if payload else 64, timeout=10)
     ssm().terminate_session(SessionId=res["SessionId"])
     ch.close()
-    out({"SessionId": res["SessionId"], "handshake": request, "complete": complete, "data_hex": got.hex(), "data": got.decode(errors="replace"), "flags": flags, "fin": fin})
+    out({"SessionId": res["SessionId"], "handshake": request, "complete": complete, "handshake_ack_first": ack_first, "data_hex": got.hex(), "data": got.decode(errors="replace"), "flags": flags, "fin": fin})
 
 
 def cmd_ssh(target, hexdata):

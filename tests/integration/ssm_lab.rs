@@ -124,6 +124,40 @@ fn ssm_port_forward_to_postgres_through_smux() {
 }
 
 #[test]
+fn the_agent_acks_the_handshake_response_before_handshake_complete_unless_told_not_to() {
+    let lab = lab();
+    let _lock = lab.aws.ssm_lock().unwrap();
+    let ids = lab.aws.ids().unwrap();
+    let forward = || {
+        probe(
+            lab,
+            &[
+                "forward",
+                ids.get("WEB1_ID"),
+                &lab.postgres_host,
+                "5432",
+                "0000000804d2162f",
+            ],
+        )
+    };
+    // As the real agent does (it acks right after handing the response to its handshake
+    // goroutine), every time.
+    for _ in 0..5 {
+        assert_has(&forward(), "\"handshake_ack_first\": true");
+    }
+    // The other order, on request: for clients that must survive it.
+    lab.aws
+        .ssm_control(r#"{"late_handshake_ack": true}"#)
+        .unwrap();
+    let out = forward();
+    assert_has(&out, "\"handshake_ack_first\": false");
+    assert!(
+        out.contains("\"data_hex\": \"4e\"") || out.contains("\"data_hex\": \"53\""),
+        "{out}"
+    );
+}
+
+#[test]
 fn ssm_forward_dials_from_the_instance_and_reports_dial_failures() {
     let lab = lab();
     let _lock = lab.aws.ssm_lock().unwrap();
