@@ -10,9 +10,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use rhai::{Array, Dynamic, Engine, Scope};
 
+use crate::diagnostic::Diagnostic;
 use crate::script::bindings::runtime::hold_forwards;
 use crate::script::checker;
-use crate::script::diagnostic::Diagnostic;
 use crate::script::{Context, build_engine};
 use crate::strategy::{Plugins, plugin_dirs};
 
@@ -82,26 +82,33 @@ enum Command {
     /// Connect stdin/stdout to TARGET:PORT, for OpenSSH's ProxyCommand (`aws-hop proxy %h %p`).
     ///
     /// The route is found as connect() would find it: each strategy plugin in order (eice,
-    /// bastion, direct ...), or only those --via names. OpenSSH then logs in over it.
+    /// ssm, bastion, direct, and user plugins), or only those --via names. OpenSSH then logs
+    /// in over it.
     Proxy {
         /// An instance id, Name tag, private IP or host name.
         target: String,
         /// The port on the target.
         #[arg(default_value_t = 22)]
         port: u16,
-        /// Use only these strategies, in this order (comma-separated): eice, bastion, direct ...
+        /// Use only these strategies, in this order (comma-separated): eice, ssm, bastion,
+        /// direct ...
         #[arg(long, value_name = "STRATEGY")]
         via: Option<String>,
         /// An option for the strategies, e.g. -o bastion=ec2-user@bastion.example.com,
-        /// -o endpoint=eice-0abc (repeatable).
+        /// -o endpoint=eice-0abc, -o mode=forward (ssm: port forwarding instead of
+        /// AWS-StartSSHSession) (repeatable).
         #[arg(short = 'o', value_name = "KEY=VALUE")]
         options: Vec<String>,
     },
     /// Print a ~/.ssh/config block that sends `ssh i-...` and `ssh <Name tag>` through `aws-hop proxy`.
     SshConfig {
-        /// Strategies for the ProxyCommand (as for `proxy --via`).
+        /// Strategies for the ProxyCommand (as for `proxy --via`: eice, ssm, bastion, direct ...).
         #[arg(long, value_name = "STRATEGY")]
         via: Option<String>,
+        /// An option written into the ProxyCommand (as for `proxy -o`), e.g.
+        /// -o bastion=ec2-user@bastion.example.com with --via bastion (repeatable).
+        #[arg(short = 'o', value_name = "KEY=VALUE")]
+        options: Vec<String>,
         /// The login user to write (`User`), e.g. ec2-user or ubuntu.
         #[arg(long)]
         user: Option<String>,
@@ -113,9 +120,9 @@ enum Command {
 
 /// The whole program: parse the command line, set up, dispatch.
 pub fn run() -> ExitCode {
-    crate::aws::ws_stream::install_crypto_provider();
+    crate::tls::install_crypto_provider();
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    crate::logging::init(cli.verbose);
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -123,27 +130,6 @@ pub fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_tracing(verbose: u8) {
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("aws_hop={level}")));
-    // Colour only on a terminal: ssh shows a ProxyCommand's stderr as it is, and logs saved to
-    // a file must stay plain text. NO_COLOR turns it off everywhere.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
 }
 
 /// Builds the runtime, context, engine and plugins; then runs the chosen command.
@@ -167,6 +153,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         home: home.clone(),
         hops: std::sync::Mutex::new(Vec::new()),
         aws: crate::aws::config::AwsConfigs::with_defaults(aws_defaults.clone()),
+    });
+    // After SIGHUP/SIGTERM, if the main thread is stuck (the REPL reading a line), close
+    // forwards and hops from the signal's thread before exiting.
+    let weak = Arc::downgrade(&ctx);
+    ctx.rt.on_terminate(move || {
+        if let Some(ctx) = weak.upgrade() {
+            ctx.shutdown();
+        }
     });
     let engine = build_engine(&ctx);
     let plugins = Plugins::load(&engine, &plugin_dirs(&home));
@@ -192,35 +186,34 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Some(Command::SshConfig {
             via,
+            options,
             user,
             no_lookup,
-        }) => {
-            print!(
-                "{}",
-                crate::proxy::ssh_config(
-                    &ctx,
-                    &aws_defaults,
-                    via.as_deref(),
-                    user.as_deref(),
-                    !no_lookup
-                )
-            );
-            ExitCode::SUCCESS
-        }
+        }) => match crate::proxy::ssh_config_options(&ctx, via.as_deref(), &options) {
+            Ok(()) => {
+                print!(
+                    "{}",
+                    crate::proxy::ssh_config(
+                        &ctx,
+                        &aws_defaults,
+                        via.as_deref(),
+                        &options,
+                        user.as_deref(),
+                        !no_lookup
+                    )
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("aws-hop ssh-config: {e}");
+                ExitCode::from(EXIT_SCRIPT_INVALID)
+            }
+        },
         Some(Command::Repl) | None => match cli.eval {
             Some(code) => run_source(&ctx, &engine, "<-e>", &code, Vec::new(), true),
             None => crate::repl::run(&ctx, &engine),
         },
     })
-}
-
-/// A suggestion function for unknown functions ("did you mean ...").
-pub fn suggester(engine: &Engine) -> impl Fn(&str) -> Option<String> + use<> {
-    let known: Vec<String> = checker::known_functions(engine).into_iter().collect();
-    move |name: &str| {
-        let refs: Vec<&str> = known.iter().map(String::as_str).collect();
-        crate::script::options::closest(name, &refs).map(str::to_string)
-    }
 }
 
 fn read_script(file: &Path) -> Result<String, ExitCode> {
@@ -277,7 +270,7 @@ fn run_source(
         }
         Err(e) => {
             let interrupted = ctx.rt.interrupted();
-            let suggest = suggester(engine);
+            let suggest = crate::script::checker::suggester(engine);
             eprint!(
                 "{}",
                 Diagnostic::from_eval(&e, name, &suggest).render(&read_other)
@@ -317,7 +310,7 @@ fn check_files(engine: &Engine, files: &[PathBuf]) -> ExitCode {
                         .unwrap_or_default();
                     let d = Diagnostic {
                         message: format!("unknown function `{}`{hint}", u.name),
-                        frames: vec![crate::script::diagnostic::Frame {
+                        frames: vec![crate::diagnostic::Frame {
                             file: name.clone(),
                             pos: u.pos,
                             note: None,

@@ -62,11 +62,23 @@ pub fn proxy(
     opts: &Map,
 ) -> ExitCode {
     tracing::debug!("proxy {target}:{port}: finding a route");
-    let chosen = match attempt::choose(&ctx.plugins.read().expect("plugins lock"), via) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("aws-hop proxy: {e}");
-            return ExitCode::from(2);
+    let chosen = {
+        let plugins = ctx.plugins.read().expect("plugins lock");
+        let checked = attempt::choose(&plugins, via).and_then(|chosen| {
+            attempt::check_options(
+                &plugins,
+                &chosen,
+                opts.keys().map(rhai::Identifier::as_str),
+                "aws-hop proxy -o",
+            )
+            .map(|()| chosen)
+        });
+        match checked {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("aws-hop proxy: {e}");
+                return ExitCode::from(2);
+            }
         }
     };
     let interrupted = || ctx.rt.interrupted();
@@ -104,14 +116,20 @@ pub fn proxy(
             return ExitCode::FAILURE;
         }
     };
+    // ssh sends SIGHUP to its ProxyCommand as it exits: stop piping then, and close the
+    // route below (TerminateSession for SSM) instead of dying with a session left Connected.
+    let terminated = ctx.rt.terminated();
     let result = ctx.rt.block_on(async move {
-        pipe(stream)
-            .await
-            .map_err(|e| crate::Error::io("the connection", e))
+        tokio::select! {
+            r = pipe(stream) => r.map_err(|e| crate::Error::io("the connection", e)),
+            () = terminated.cancelled() => Ok(()),
+        }
     });
     ctx.shutdown();
     let code = match result {
         Ok(()) => 0,
+        // ssh hung up on us: that is how a ProxyCommand's life ends, not a failure.
+        Err(_) if ctx.rt.terminating() => 0,
         Err(e) => {
             eprintln!("aws-hop proxy: {target}:{port} through {hop}: {e}");
             1
@@ -166,12 +184,41 @@ async fn pipe(stream: Stream) -> std::io::Result<()> {
     }
 }
 
+/// Checks `ssh-config`'s `--via` and `-o` before a ProxyCommand is written with them: the
+/// strategies exist, the options are theirs, and `--via bastion` names its bastion (without
+/// one, every `ssh` through the block would fail).
+pub fn ssh_config_options(
+    ctx: &Arc<Context>,
+    via: Option<&str>,
+    options: &[String],
+) -> Result<(), String> {
+    let opts = options_map(options)?;
+    let plugins = ctx.plugins.read().expect("plugins lock");
+    let chosen = attempt::choose(&plugins, via)?;
+    attempt::check_options(
+        &plugins,
+        &chosen,
+        opts.keys().map(rhai::Identifier::as_str),
+        "aws-hop ssh-config -o",
+    )?;
+    if chosen.len() == 1 && chosen[0].0 == "bastion" && !opts.contains_key("bastion") {
+        return Err(
+            "--via bastion needs the bastion: add -o bastion=USER@HOST (or a Host alias from \
+             ~/.ssh/config), or the ProxyCommand it writes fails for every host"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// `aws-hop ssh-config`: a `~/.ssh/config` block for reaching instances with `ssh i-…` and,
-/// when the instances can be listed, `ssh <Name tag>`.
+/// when the instances can be listed, `ssh <Name tag>`. `options` (`-o KEY=VALUE`) go into
+/// the ProxyCommand as they are.
 pub fn ssh_config(
     ctx: &Arc<Context>,
     defaults: &ConfigKey,
     via: Option<&str>,
+    options: &[String],
     user: Option<&str>,
     lookup: bool,
 ) -> String {
@@ -187,6 +234,9 @@ pub fn ssh_config(
     command.push_str(" proxy");
     if let Some(v) = via {
         let _ = write!(command, " --via {}", quote(v));
+    }
+    for o in options {
+        let _ = write!(command, " -o {}", quote(o));
     }
     command.push_str(" %h %p");
 

@@ -10,6 +10,14 @@
 //! then listens. Each press cancels the *current* token and sets the interrupt flag that the
 //! Rhai engine polls in `on_progress`. The REPL calls [`Runtime::reset_interrupt`] before each
 //! line, so a Ctrl-C ends only the line that was running; forwards opened earlier keep running.
+//!
+//! SIGHUP and SIGTERM end the program cleanly instead of killing it: OpenSSH sends SIGHUP to
+//! its ProxyCommand when ssh exits, and `kill` sends SIGTERM to a script holding forwards.
+//! Either one interrupts like Ctrl-C, for good ([`Runtime::reset_interrupt`] no longer
+//! clears it), and cancels [`Runtime::terminated`]; the front then closes forwards and hops
+//! as it does at a normal exit (SSM sessions are terminated, WebSockets closed with 1000). If
+//! the main thread does not finish within [`TERMINATE_GRACE`] (the REPL blocked reading a
+//! line), the hook set with [`Runtime::on_terminate`] runs and the process exits.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,7 +42,14 @@ struct Inner {
     cancel: Mutex<CancellationToken>,
     /// Set by Ctrl-C, read by the Rhai engine's `on_progress` to stop running scripts.
     interrupted: AtomicBool,
+    /// Cancelled once by SIGHUP or SIGTERM; never reset.
+    terminate: CancellationToken,
+    /// The clean-up to run when the main thread does not end in time after SIGHUP/SIGTERM.
+    on_terminate: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
+
+/// How long the main thread has to close everything itself after SIGHUP or SIGTERM.
+pub const TERMINATE_GRACE: Duration = Duration::from_secs(5);
 
 impl Runtime {
     /// Builds the multi-thread runtime and installs the Ctrl-C listener. Also raises the
@@ -51,6 +66,8 @@ impl Runtime {
                 rt,
                 cancel: Mutex::new(CancellationToken::new()),
                 interrupted: AtomicBool::new(false),
+                terminate: CancellationToken::new(),
+                on_terminate: Mutex::new(None),
             }),
         };
         // Registered here, on this thread, before anything else can touch SIGINT. rustyline
@@ -70,7 +87,58 @@ impl Runtime {
                 inner.cancel.lock().expect("cancel lock").cancel();
             }
         });
+        let (mut sighup, mut sigterm) = {
+            let _guard = this.inner.rt.enter();
+            let listen = |kind| {
+                tokio::signal::unix::signal(kind)
+                    .map_err(|e| Error::io("cannot listen for SIGHUP/SIGTERM", e))
+            };
+            (
+                listen(tokio::signal::unix::SignalKind::hangup())?,
+                listen(tokio::signal::unix::SignalKind::terminate())?,
+            )
+        };
+        let weak = Arc::downgrade(&this.inner);
+        this.inner.rt.spawn(async move {
+            let name = tokio::select! {
+                _ = sighup.recv() => "SIGHUP",
+                _ = sigterm.recv() => "SIGTERM",
+            };
+            let Some(inner) = weak.upgrade() else { return };
+            tracing::info!("{name}: closing forwards and sessions, then exiting");
+            inner.interrupted.store(true, Ordering::SeqCst);
+            inner.terminate.cancel();
+            inner.cancel.lock().expect("cancel lock").cancel();
+            let weak = Arc::downgrade(&inner);
+            drop(inner);
+            // A plain thread: the hook blocks on the runtime, which a task must not do.
+            std::thread::spawn(move || {
+                std::thread::sleep(TERMINATE_GRACE);
+                if let Some(inner) = weak.upgrade() {
+                    if let Some(hook) = inner.on_terminate.lock().expect("hook lock").as_ref() {
+                        hook();
+                    }
+                    std::process::exit(if name == "SIGHUP" { 129 } else { 143 });
+                }
+            });
+        });
         Ok(this)
+    }
+
+    /// Sets the clean-up that runs when SIGHUP or SIGTERM came and the main thread has not
+    /// ended [`TERMINATE_GRACE`] later (closing forwards and hops).
+    pub fn on_terminate(&self, hook: impl Fn() + Send + Sync + 'static) {
+        *self.inner.on_terminate.lock().expect("hook lock") = Some(Box::new(hook));
+    }
+
+    /// Cancelled when SIGHUP or SIGTERM arrives; never reset.
+    pub fn terminated(&self) -> CancellationToken {
+        self.inner.terminate.clone()
+    }
+
+    /// True once SIGHUP or SIGTERM arrived.
+    pub fn terminating(&self) -> bool {
+        self.inner.terminate.is_cancelled()
     }
 
     /// A handle for spawning tasks.
@@ -97,8 +165,12 @@ impl Runtime {
         self.inner.interrupted.load(Ordering::SeqCst)
     }
 
-    /// Starts a fresh cancellation scope (the REPL calls this before each line).
+    /// Starts a fresh cancellation scope (the REPL calls this before each line). After SIGHUP
+    /// or SIGTERM it does nothing: the program is ending.
     pub fn reset_interrupt(&self) {
+        if self.terminating() {
+            return;
+        }
         self.inner.interrupted.store(false, Ordering::SeqCst);
         *self.inner.cancel.lock().expect("cancel lock") = CancellationToken::new();
     }

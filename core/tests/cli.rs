@@ -156,6 +156,119 @@ fn ssh_config_without_lookup_prints_the_proxy_block() {
 }
 
 #[test]
+fn ssh_config_writes_strategy_options_and_refuses_a_bastion_route_without_its_bastion() {
+    let out = aws_hop(&[
+        "ssh-config",
+        "--no-lookup",
+        "--via",
+        "bastion",
+        "-o",
+        "bastion=ec2-user@bastion.example.com",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains(" proxy --via bastion -o bastion=ec2-user@bastion.example.com %h %p\n"),
+        "{s}"
+    );
+    // Without -o bastion=..., the ProxyCommand would fail for every host: refused.
+    let out = aws_hop(&["ssh-config", "--no-lookup", "--via", "bastion"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--via bastion needs the bastion: add -o bastion=USER@HOST"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    // A misspelt option is refused with the one meant.
+    let out = aws_hop(&["ssh-config", "--no-lookup", "-o", "bastoin=b"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains(
+            "unknown option `bastoin` for aws-hop ssh-config -o (did you mean `bastion`?)"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn proxy_and_ssh_config_help_name_every_built_in_strategy() {
+    for sub in ["proxy", "ssh-config"] {
+        let out = aws_hop(&[sub, "--help"]);
+        let help = text(&out.stdout);
+        for name in ["eice", "ssm", "bastion", "direct"] {
+            assert!(
+                help.contains(name),
+                "`aws-hop {sub} --help` does not name {name}:\n{help}"
+            );
+        }
+    }
+    // The same list as the plugins that are built in (`aws-hop -e 'plugins()'`).
+    let out = aws_hop(&["-e", "print(plugins().map(|p| p.name))"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        r#"["eice", "ssm", "bastion", "direct"]"#
+    );
+}
+
+#[test]
+fn a_misspelt_proxy_option_is_refused_with_the_one_meant() {
+    let out = aws_hop(&["proxy", "-o", "regoin=eu-west-1", "web-1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .contains("unknown option `regoin` for aws-hop proxy -o (did you mean `region`?)"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn out_of_range_durations_are_errors_naming_the_option_not_panics() {
+    for (code, want) in [
+        (
+            "sleep(1e20)",
+            "the argument of sleep() is 100000000000000000000",
+        ),
+        ("sleep(-1.0)", "the argument of sleep() is -1"),
+        ("sleep(0.0 / 0.0)", "the argument of sleep() is NaN"),
+        (
+            r#"bastion("u@127.0.0.1", #{ timeout: 1e20 })"#,
+            "option `timeout` of bastion() must be a number of seconds above 0, at most 86400",
+        ),
+        (
+            r#"eic_endpoint("i-0123456789abcdef0", #{ max_duration: 1e20 })"#,
+            "option `max_duration` of eic_endpoint() must be a number of seconds above 0, at most 3600",
+        ),
+        (
+            r#"ssm("i-0123456789abcdef0", #{ timeout: -5 })"#,
+            "option `timeout` of ssm() must be a number of seconds above 0",
+        ),
+    ] {
+        let out = aws_hop(&["-e", code]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{code}: {err}");
+        assert!(err.contains(want), "{code}: {err}");
+        assert!(!err.contains("panicked"), "{code}: {err}");
+    }
+}
+
+#[test]
+fn eic_endpoint_refuses_a_managed_node_and_says_to_use_ssm() {
+    let out = aws_hop(&["-e", r#"eic_endpoint("mi-0123456789abcdef0")"#]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(
+            "mi-0123456789abcdef0 is a managed node (hybrid, registered with SSM), not an EC2 instance"
+        ) && text(&out.stderr).contains(r#"use ssm("mi-0123456789abcdef0")"#),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn proxy_rejects_a_malformed_option_and_an_unknown_strategy() {
     let out = aws_hop(&["proxy", "-o", "user", "web-1"]);
     assert_eq!(out.status.code(), Some(2));

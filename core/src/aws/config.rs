@@ -86,6 +86,17 @@ impl AwsConfig {
     }
 }
 
+/// Signing for the transports (the EICE tunnel URL, the SSM data channel's upgrade).
+impl crate::hop::tunnel::Signer for AwsConfig {
+    fn region(&self) -> &str {
+        &self.region
+    }
+
+    fn credentials(&self) -> crate::hop::tunnel::BoxFuture<'_, Result<Credentials>> {
+        Box::pin(AwsConfig::credentials(self))
+    }
+}
+
 /// The configurations loaded so far in this run, one per [`ConfigKey`].
 #[derive(Default)]
 pub struct AwsConfigs {

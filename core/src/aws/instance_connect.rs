@@ -1,5 +1,7 @@
 //! `SendSSHPublicKey`: the ephemeral key of an SSH login, pushed with EC2 Instance Connect.
 //!
+//! `SendSerialConsoleSSHPublicKey` (the EC2 serial console) will live beside it.
+//!
 //! Shared by the hops that log in to an instance without a key of the user's:
 //! `eic_endpoint(x).ssh(user)` and `ssm(x).ssh(user)`. Both make an ed25519 key in memory and
 //! call [`send_ssh_public_key`] before every dial, because the instance accepts a pushed key
@@ -8,6 +10,31 @@
 use super::config::{AwsConfig, api_error};
 use super::instances::InstanceInfo;
 use crate::error::{Error, Result};
+use crate::hop::tunnel::{BoxFuture, KeyPush};
+
+/// The key push of one instance, handed to its tunnel hop as a [`KeyPush`].
+pub struct InstanceConnect {
+    config: AwsConfig,
+    instance: InstanceInfo,
+}
+
+impl InstanceConnect {
+    /// Pushes keys to `instance` with `config`'s credentials.
+    pub fn new(config: AwsConfig, instance: InstanceInfo) -> InstanceConnect {
+        InstanceConnect { config, instance }
+    }
+}
+
+impl KeyPush for InstanceConnect {
+    fn push<'a>(&'a self, user: &'a str, public_key: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(send_ssh_public_key(
+            &self.config,
+            &self.instance,
+            user,
+            public_key,
+        ))
+    }
+}
 
 /// Pushes `public_key` (OpenSSH form, `ssh-ed25519 AAAA…`) for `user` on `instance` with
 /// `SendSSHPublicKey`; the instance accepts it for 60 s.

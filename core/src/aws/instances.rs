@@ -116,6 +116,16 @@ impl InstanceInfo {
         }
     }
 
+    /// The instance as a transport knows it.
+    pub fn to_hop(&self) -> crate::hop::tunnel::Instance {
+        crate::hop::tunnel::Instance {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            private_ip: self.private_ip.as_deref().and_then(|p| p.parse().ok()),
+            ipv6: self.ipv6.as_deref().and_then(|p| p.parse().ok()),
+        }
+    }
+
     /// One line for a list of candidates: `i-0abc  web-1  running  10.0.1.20`.
     fn summary_line(&self) -> String {
         format!(
@@ -172,6 +182,13 @@ impl InstanceInfo {
 /// True for what looks like an instance id (`^i-[0-9a-zA-Z]+$`, as the AWS CLI checks).
 pub fn is_instance_id(s: &str) -> bool {
     s.strip_prefix("i-")
+        .is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// True for a managed node's id (`mi-` and 17 hex digits, as SSM gives hybrid nodes; like
+/// [`is_instance_id`], any alphanumerics are accepted).
+pub fn is_managed_node_id(s: &str) -> bool {
+    s.strip_prefix("mi-")
         .is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
@@ -342,6 +359,16 @@ async fn describe(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn managed_node_ids_are_told_from_instance_ids_and_names() {
+        assert!(is_managed_node_id("mi-0123456789abcdef0"));
+        assert!(!is_managed_node_id("mi-"));
+        assert!(!is_managed_node_id("mi-web 1"));
+        assert!(!is_managed_node_id("i-0123456789abcdef0"));
+        assert!(!is_managed_node_id("mini-web"));
+        assert!(!is_instance_id("mi-0123456789abcdef0"));
+    }
 
     #[test]
     fn instance_ids_are_recognised() {

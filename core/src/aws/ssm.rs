@@ -1,5 +1,9 @@
-//! The SSM API calls of a session's life, and their failures in words that name the fix.
+//! Session Manager's API: what `ssm("web-1")` asks AWS, and the [`SessionApi`] its transport
+//! ([`crate::hop::ssm`]) is built with. Failures are said in words that name the fix.
 //!
+//! - [`connect`]: resolves the target (an EC2 instance by id, Name tag or IP, or a managed
+//!   node `mi-…` by id), checks its agent and builds the [`SsmHop`].
+//! - [`status`]: what Systems Manager says about a target's agent (`ssm_status()`).
 //! - [`SsmApi::agent_status`]: `DescribeInstanceInformation` for one instance: is its agent
 //!   registered, and `Online`? [`AgentStatus::require_online`] turns "no" into
 //!   [`Error::SsmAgent`] with what to check on the instance.
@@ -9,15 +13,21 @@
 //! - [`SsmApi::resume`]: `ResumeSession`; an empty token means the session timed out.
 //! - [`SsmApi::terminate`]: `TerminateSession`, best effort.
 //!
-//! [`Started`] holds the session token. It never appears in a message or a log line
-//! (its `Debug` is redacted); it lives only until the data channel's first frame is sent.
+//! The session token ([`Started`]) never appears in a message or a log line.
 
 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 
-use crate::aws::config::{AwsConfig, api_error};
-use crate::aws::instances::InstanceInfo;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::config::{AwsConfig, api_error};
+use super::instance_connect::InstanceConnect;
+use super::instances;
 use crate::error::{Error, Result};
+use crate::hop::ssm::api::{Document, ResumeError, SessionApi, Started};
+use crate::hop::ssm::{SsmHop, SsmOptions};
+use crate::hop::tunnel::{BoxFuture, Instance, KeyPush, Signer};
 
 /// What to check when an instance's agent does not take sessions.
 pub const AGENT_FIX: &str = "check on the instance that the agent runs (`sudo systemctl status \
@@ -33,25 +43,6 @@ pub struct SsmApi {
     config: AwsConfig,
 }
 
-/// A started (or resumed) session: its id, the data channel's URL, and the token that opens it.
-pub struct Started {
-    /// `SessionId`.
-    pub session_id: String,
-    /// `StreamUrl` (`wss://ssmmessages.<region>.amazonaws.com/v1/data-channel/<id>?...`).
-    pub stream_url: String,
-    /// `TokenValue`: a credential; never shown.
-    pub token: String,
-}
-
-impl std::fmt::Debug for Started {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Started")
-            .field("session_id", &self.session_id)
-            .field("token", &"<redacted>")
-            .finish_non_exhaustive()
-    }
-}
-
 /// What Systems Manager knows about an instance's agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentStatus {
@@ -63,6 +54,25 @@ pub struct AgentStatus {
     pub last_ping: Option<String>,
     /// The platform (`Linux`, `Windows`, ...).
     pub platform: Option<String>,
+    /// The node's name as the agent reports it (`ComputerName`; managed nodes have no Name
+    /// tag).
+    pub computer_name: Option<String>,
+    /// The node's address as the agent reports it (`IPAddress`).
+    pub ip_address: Option<String>,
+}
+
+impl AgentStatus {
+    /// The status of a node Systems Manager does not know.
+    pub fn unknown(ping_status: Option<&str>) -> AgentStatus {
+        AgentStatus {
+            ping_status: ping_status.map(str::to_string),
+            agent_version: None,
+            last_ping: None,
+            platform: None,
+            computer_name: None,
+            ip_address: None,
+        }
+    }
 }
 
 impl AgentStatus {
@@ -71,18 +81,18 @@ impl AgentStatus {
         self.ping_status.as_deref() == Some("Online")
     }
 
-    /// Why sessions cannot start, or `None` when they can.
-    pub fn problem(&self, instance: &InstanceInfo) -> Option<Error> {
+    /// Why sessions cannot start on `instance` (a label), or `None` when they can.
+    pub fn problem(&self, instance: &str) -> Option<Error> {
         match self.ping_status.as_deref() {
             Some("Online") => None,
             None => Some(Error::SsmAgent {
-                instance: instance.label(),
+                instance: instance.to_string(),
                 status: "not registered".into(),
                 reason: "DescribeInstanceInformation does not list it as a managed node".into(),
                 hint: AGENT_FIX.into(),
             }),
             Some(status) => Some(Error::SsmAgent {
-                instance: instance.label(),
+                instance: instance.to_string(),
                 status: status.to_string(),
                 reason: match &self.last_ping {
                     Some(t) => format!("the agent last checked in at {t}"),
@@ -91,23 +101,6 @@ impl AgentStatus {
                 hint: AGENT_FIX.into(),
             }),
         }
-    }
-}
-
-/// The SSM session parameters of `StartSession`: document name (none: the default shell)
-/// and its parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Document {
-    /// `AWS-StartPortForwardingSession`, ...; `None` for `SSM-SessionManagerRunShell`.
-    pub name: Option<String>,
-    /// Parameter name → value (each sent as a one-element list).
-    pub parameters: Vec<(String, String)>,
-}
-
-impl Document {
-    /// The name, for messages.
-    pub fn shown(&self) -> &str {
-        self.name.as_deref().unwrap_or("SSM-SessionManagerRunShell")
     }
 }
 
@@ -162,17 +155,14 @@ impl SsmApi {
             .iter()
             .find(|i| i.instance_id() == Some(instance_id));
         Ok(Some(match info {
-            None => AgentStatus {
-                ping_status: None,
-                agent_version: None,
-                last_ping: None,
-                platform: None,
-            },
+            None => AgentStatus::unknown(None),
             Some(i) => AgentStatus {
                 ping_status: i.ping_status().map(|p| p.as_str().to_string()),
                 agent_version: i.agent_version().map(str::to_string),
                 last_ping: i.last_ping_date_time().map(ToString::to_string),
                 platform: i.platform_type().map(|p| p.as_str().to_string()),
+                computer_name: i.computer_name().map(str::to_string),
+                ip_address: i.ip_address().map(str::to_string),
             },
         }))
     }
@@ -180,7 +170,7 @@ impl SsmApi {
     /// `StartSession` on `instance` with `document`; `reason` is recorded in CloudTrail.
     pub async fn start(
         &self,
-        instance: &InstanceInfo,
+        instance: &Instance,
         document: &Document,
         reason: Option<&str>,
     ) -> Result<Started> {
@@ -272,7 +262,7 @@ impl SsmApi {
     /// StartSession's errors, with the cause and the fix.
     fn start_error<R>(
         &self,
-        instance: &InstanceInfo,
+        instance: &Instance,
         document: &Document,
         e: SdkError<aws_sdk_ssm::operation::start_session::StartSessionError, R>,
     ) -> Error
@@ -333,15 +323,6 @@ impl SsmApi {
     }
 }
 
-/// A failed `ResumeSession`, and whether trying again may help.
-#[derive(Debug)]
-pub struct ResumeError {
-    /// True for throttling and network failures.
-    pub retry: bool,
-    /// The error, with its fix.
-    pub error: Error,
-}
-
 fn is_access_denied(code: Option<&str>) -> bool {
     matches!(
         code,
@@ -349,13 +330,150 @@ fn is_access_denied(code: Option<&str>) -> bool {
     )
 }
 
+/// The Session Manager API bound to one target: what its [`SsmHop`] starts sessions with.
+struct Sessions {
+    api: SsmApi,
+    instance: Instance,
+}
+
+impl Signer for Sessions {
+    fn region(&self) -> &str {
+        &self.api.config.region
+    }
+
+    fn credentials(&self) -> BoxFuture<'_, Result<aws_credential_types::Credentials>> {
+        Box::pin(self.api.config.credentials())
+    }
+}
+
+impl SessionApi for Sessions {
+    fn start<'a>(
+        &'a self,
+        document: &'a Document,
+        reason: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Started>> {
+        Box::pin(self.api.start(&self.instance, document, reason))
+    }
+
+    fn resume<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> BoxFuture<'a, std::result::Result<Option<Started>, ResumeError>> {
+        Box::pin(self.api.resume(session_id))
+    }
+
+    fn terminate<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(self.api.terminate(session_id))
+    }
+}
+
+/// Managed nodes (`mi-…`) are not EC2 instances: EC2 Instance Connect cannot push a key to
+/// them, so an SSH login over SSM needs a key of the user's.
+struct NoKeyPush {
+    node: String,
+}
+
+impl KeyPush for NoKeyPush {
+    fn push<'a>(&'a self, user: &'a str, _public_key: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            Err(Error::invalid(format!(
+                "{} is a managed node (hybrid, not EC2): EC2 Instance Connect cannot push a key \
+                 to it, so .ssh(\"{user}\") needs a key that is installed there: \
+                 .ssh(\"{user}\", #{{ key: \"~/.ssh/...\" }})",
+                self.node
+            )))
+        })
+    }
+}
+
+/// Resolves `target`, checks its agent and builds the hop. `target` is an EC2 instance (id,
+/// Name tag or private IP; it must be running) or a managed node's id (`mi-…`). No session
+/// starts until a stream is opened.
+pub async fn connect(config: AwsConfig, target: &str, opts: SsmOptions) -> Result<SsmHop> {
+    opts.check()?;
+    let api = SsmApi::new(&config);
+    let target = target.trim();
+    let (instance, keys, agent): (Instance, Arc<dyn KeyPush>, _) =
+        if instances::is_managed_node_id(target) {
+            let agent = api.agent_status(target).await?;
+            let node = managed_node(target, agent.as_ref());
+            let keys = Arc::new(NoKeyPush { node: node.label() });
+            (node, keys, agent)
+        } else {
+            let info = instances::find(&config, target).await?;
+            info.require_running("ssm")?;
+            let agent = api.agent_status(&info.id).await?;
+            let keys = Arc::new(InstanceConnect::new(config.clone(), info.clone()));
+            (info.to_hop(), keys, agent)
+        };
+    if let Some(problem) = agent.as_ref().and_then(|a| a.problem(&instance.label())) {
+        return Err(problem);
+    }
+    let agent_version = agent.and_then(|a| a.agent_version);
+    tracing::debug!("ssm: {} agent {agent_version:?}", instance.label());
+    let sessions = Arc::new(Sessions {
+        api,
+        instance: instance.clone(),
+    });
+    SsmHop::new(sessions, keys, instance, agent_version, opts)
+}
+
+/// A managed node as a transport knows it, from what its agent reports.
+fn managed_node(id: &str, agent: Option<&AgentStatus>) -> Instance {
+    let ip: Option<IpAddr> = agent
+        .and_then(|a| a.ip_address.as_deref())
+        .and_then(|a| a.parse().ok());
+    Instance {
+        id: id.to_string(),
+        name: agent.and_then(|a| a.computer_name.clone()),
+        private_ip: ip.filter(IpAddr::is_ipv4),
+        ipv6: ip.filter(IpAddr::is_ipv6),
+    }
+}
+
+/// A target and what Systems Manager says about its agent.
+#[derive(Debug, Clone)]
+pub struct NodeStatus {
+    /// The instance or managed node.
+    pub instance: Instance,
+    /// The EC2 state (`running`, ...); `None` for a managed node, which has none.
+    pub state: Option<String>,
+    /// Its agent.
+    pub agent: AgentStatus,
+}
+
+/// What Systems Manager says about `target`'s agent, without starting anything.
+pub async fn status(config: &AwsConfig, target: &str) -> Result<NodeStatus> {
+    let api = SsmApi::new(config);
+    let target = target.trim();
+    if instances::is_managed_node_id(target) {
+        let agent = api
+            .agent_status(target)
+            .await?
+            .unwrap_or_else(|| AgentStatus::unknown(Some("Unknown")));
+        return Ok(NodeStatus {
+            instance: managed_node(target, Some(&agent)),
+            state: None,
+            agent,
+        });
+    }
+    let info = instances::find(config, target).await?;
+    let agent = api
+        .agent_status(&info.id)
+        .await?
+        .unwrap_or_else(|| AgentStatus::unknown(Some("Unknown")));
+    Ok(NodeStatus {
+        instance: info.to_hop(),
+        state: Some(info.state),
+        agent,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn web1() -> InstanceInfo {
-        InstanceInfo::for_test("i-0abc", "web-1", "running", "10.0.1.20")
-    }
+    const WEB1: &str = "web-1 (i-0abc)";
 
     #[test]
     fn an_offline_agent_is_named_with_its_status_and_the_fix() {
@@ -364,9 +482,11 @@ mod tests {
             agent_version: Some("3.3.0".into()),
             last_ping: Some("2026-01-01T00:00:00Z".into()),
             platform: Some("Linux".into()),
+            computer_name: None,
+            ip_address: None,
         };
         assert!(!status.online());
-        let msg = status.problem(&web1()).unwrap().to_string();
+        let msg = status.problem(WEB1).unwrap().to_string();
         assert!(
             msg.starts_with("the SSM agent on web-1 (i-0abc) is ConnectionLost"),
             "{msg}"
@@ -374,23 +494,8 @@ mod tests {
         assert!(msg.contains("amazon-ssm-agent"), "{msg}");
         assert!(msg.contains("AmazonSSMManagedInstanceCore"), "{msg}");
 
-        let missing = AgentStatus {
-            ping_status: None,
-            agent_version: None,
-            last_ping: None,
-            platform: None,
-        };
-        let msg = missing.problem(&web1()).unwrap().to_string();
+        let missing = AgentStatus::unknown(None);
+        let msg = missing.problem(WEB1).unwrap().to_string();
         assert!(msg.contains("is not registered"), "{msg}");
-    }
-
-    #[test]
-    fn the_token_is_never_shown() {
-        let s = Started {
-            session_id: "s-1".into(),
-            stream_url: "wss://x".into(),
-            token: "SECRET".into(),
-        };
-        assert!(!format!("{s:?}").contains("SECRET"));
     }
 }

@@ -24,7 +24,7 @@ use crate::events;
 use crate::known_hosts::{self, HostKeyStatus, KnownHosts};
 
 /// What to do with a host key that known_hosts does not list.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HostKeyPolicy {
     /// Refuse (scripts' default).
     Strict,

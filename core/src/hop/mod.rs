@@ -4,22 +4,35 @@
 //! - [`ssh`]: an SSH session ([`ssh::SshHop`]); each stream is a `direct-tcpip` channel, the
 //!   name is resolved on the far side (like `ssh -L`). The session itself runs over a stream of
 //!   another hop (`via`), which is how multi-hop chains of any depth work.
-//! - `Eice` ([`crate::aws::eice::EiceHop`]): a presigned WebSocket tunnel through an EC2
-//!   Instance Connect Endpoint, to one instance's port 22 or 3389; SSH runs over it.
-//! - `Ssm` ([`crate::aws::ssm::SsmHop`]): SSM Session Manager; streams are smux streams of
-//!   one port-forwarding session per target (or, under `.ssh()`, one `AWS-StartSSHSession`
-//!   per connection).
+//! - [`eice`] ([`eice::EiceHop`]): a presigned WebSocket tunnel through an EC2 Instance
+//!   Connect Endpoint, to one instance's port 22 or 3389; SSH runs over it. [`eice::url`]
+//!   presigns the `OpenTunnel` URL (SigV4 query authentication).
+//! - [`ssm`] ([`ssm::SsmHop`]): SSM Session Manager's data channel; streams are smux streams
+//!   of one port-forwarding session per target (or, under `.ssh()`, one
+//!   `AWS-StartSSHSession` per connection); interactive shells.
+//! - [`ws`]: a WebSocket as a byte stream (the EICE framing, close and half-close rules).
+//! - [`tunnel`]: what a tunnel hop is given by the layer that builds it: the [`tunnel::Instance`]
+//!   it reaches, a [`tunnel::Signer`] (credentials, region) and a [`tunnel::KeyPush`].
 //! - [`host_key`]: the russh handler that verifies host keys against known_hosts.
 //! - [`exec`], [`shell`]: commands and interactive terminals on an SSH hop.
+//! - [`channel`]: an SSH channel as a [`Stream`].
 //!
 //! Every stream is a [`Stream`]: `AsyncRead + AsyncWrite`, half-close carried by `shutdown`.
+//!
+//! Transports import only `error`, `events`, `keys`, `known_hosts` and `tls`: never `aws`,
+//! `login`, `script`, `strategy` or `cli`. What they need from AWS comes in through
+//! [`tunnel`]'s traits, and what the user should see goes out through [`crate::events`].
 
 pub mod channel;
 pub mod direct;
+pub mod eice;
 pub mod exec;
 pub mod host_key;
 pub mod shell;
 pub mod ssh;
+pub mod ssm;
+pub mod tunnel;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,9 +59,9 @@ pub enum Hop {
     /// Through an SSH session (bastion, or a host reached over another hop).
     Ssh(Arc<ssh::SshHop>),
     /// Through an EC2 Instance Connect Endpoint, to one instance's port 22 or 3389.
-    Eice(Arc<crate::aws::eice::EiceHop>),
+    Eice(Arc<eice::EiceHop>),
     /// Through SSM Session Manager, to the instance or a host it reaches.
-    Ssm(Arc<crate::aws::ssm::SsmHop>),
+    Ssm(Arc<ssm::SsmHop>),
 }
 
 impl Hop {

@@ -207,7 +207,7 @@ impl SshHop {
         }
 
         for path in &o.key_files {
-            let key = match keys::load_key_file(path) {
+            let key = match load_key(path).await {
                 Ok(k) => k,
                 // Passphrase-protected: the agent (which holds it after `ssh-add`) signs instead.
                 Err(e) if keys::is_encrypted(&e) && agent_available() => {
@@ -239,7 +239,7 @@ impl SshHop {
                 if o.key_files.contains(&path) {
                     continue;
                 }
-                let Ok(key) = keys::load_key_file(&path) else {
+                let Ok(key) = load_key(&path).await else {
                     continue;
                 };
                 if self.offer_key(handle, &path, key, &mut tried).await? {
@@ -374,10 +374,10 @@ impl SshHop {
         unreachable!("the loop returns on its second attempt")
     }
 
-    /// Runs `cmd` on this server, collecting its output.
-    pub async fn exec(&self, cmd: &str) -> Result<exec::ExecOutput> {
+    /// Runs `cmd` on this server, collecting at most `limit` bytes of stdout and of stderr.
+    pub async fn exec(&self, cmd: &str, limit: usize) -> Result<exec::ExecOutput> {
         let session = self.session().await?;
-        exec::run(&session.handle, &self.label(), cmd).await
+        exec::run(&session.handle, &self.label(), cmd, limit).await
     }
 
     /// Opens a session channel (for `shell()`).
@@ -529,4 +529,13 @@ fn refusal_reason(f: &ChannelOpenFailure) -> String {
         }
         ChannelOpenFailure::Other { code, reason } => format!("refused (code {code}: {reason})"),
     }
+}
+
+/// Reads and decodes a key file on a blocking thread: a dial (or a forward's re-dial) must
+/// not hold a runtime worker on file I/O or a key's KDF.
+async fn load_key(path: &std::path::Path) -> Result<Arc<russh::keys::PrivateKey>> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || keys::load_key_file(&path))
+        .await
+        .map_err(|e| Error::invalid(format!("reading a key file failed to run: {e}")))?
 }

@@ -1,4 +1,4 @@
-//! An EICE WebSocket as a byte stream.
+//! A WebSocket as a byte stream: the EICE tunnel's framing.
 //!
 //! [`connect`] dials a presigned `wss://…/openTunnel?…` URL (or a plain `ws://` one, for test
 //! servers) and gives a [`Stream`], like every other transport. The handshake is the one AWS
@@ -24,13 +24,11 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Sink, Stream as _};
-use rustls::ClientConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -57,38 +55,19 @@ const BODY_SHOWN: usize = 300;
 /// The `User-Agent` of the upgrade request.
 const USER_AGENT: &str = concat!("aws-hop/", env!("CARGO_PKG_VERSION"));
 
-/// Makes aws-lc-rs the process-wide rustls crypto provider.
-///
-/// rustls panics when it has to pick a default and finds two providers compiled in; aws-hop
-/// has only aws-lc-rs (russh's too), and installing it removes the guesswork for every
-/// library that builds a `ClientConfig` later. The binary calls this first thing; calling it
-/// again, or after another library installed the same provider, does nothing.
-///
-/// # Example
-///
-/// ```
-/// aws_hop::aws::ws_stream::install_crypto_provider();
-/// aws_hop::aws::ws_stream::install_crypto_provider(); // harmless
-/// assert!(rustls::crypto::CryptoProvider::get_default().is_some());
-/// ```
-pub fn install_crypto_provider() {
-    // Err means a provider is already installed: that is the state we want.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-}
-
 /// Dials an EICE tunnel URL and returns the tunnel as a [`Stream`].
 ///
-/// `url` is a presigned `wss://` URL ([`super::eice_url::PresignedUrl::as_str`]), sent exactly
+/// `url` is a presigned `wss://` URL ([`super::eice::url::PresignedUrl::as_str`]), sent exactly
 /// as given; a `ws://` URL (no TLS) is accepted for test servers. Dial within the URL's 60 s.
 ///
 /// # Example
 ///
 /// ```no_run
-/// # async fn demo(request: aws_hop::aws::eice_url::TunnelRequest) -> aws_hop::Result<()> {
+/// # async fn demo(request: aws_hop::hop::eice::url::TunnelRequest) -> aws_hop::Result<()> {
 /// use tokio::io::AsyncWriteExt;
 ///
 /// let url = request.presign()?;
-/// let mut tunnel = aws_hop::aws::ws_stream::connect(url.as_str()).await?;
+/// let mut tunnel = aws_hop::hop::ws::connect(url.as_str()).await?;
 /// tunnel.write_all(b"SSH-2.0-aws-hop\r\n").await.map_err(|e| aws_hop::Error::io("EICE", e))?;
 /// # Ok(()) }
 /// ```
@@ -98,7 +77,7 @@ pub async fn connect(url: &str) -> Result<Stream> {
 
 /// [`connect`], keeping the concrete stream type.
 pub async fn dial(url: &str) -> Result<WsStream<MaybeTlsStream<TcpStream>>> {
-    install_crypto_provider();
+    crate::tls::install_crypto_provider();
     let mut request = url.into_client_request().map_err(|e| {
         // Never show the URL itself: it is a credential for 60 s.
         Error::invalid(format!("the EICE tunnel URL is malformed: {e}"))
@@ -142,7 +121,9 @@ pub async fn dial(url: &str) -> Result<WsStream<MaybeTlsStream<TcpStream>>> {
         // Keystrokes and protocol greetings must not wait for a delayed ACK.
         let _ = tcp.set_nodelay(true);
         let connector = if tls {
-            Connector::Rustls(tls_config(&host)?)
+            Connector::Rustls(
+                crate::tls::client_config().map_err(|e| eice_connect(&host, e.reason, e.hint))?,
+            )
         } else {
             Connector::Plain
         };
@@ -162,45 +143,6 @@ pub async fn dial(url: &str) -> Result<WsStream<MaybeTlsStream<TcpStream>>> {
             ),
         })??;
     Ok(WsStream::new(ws, &host))
-}
-
-/// The TLS client configuration: the OS trust store (or `SSL_CERT_FILE` / `SSL_CERT_DIR`),
-/// aws-lc-rs. Built once, so later tunnels can resume TLS sessions.
-pub(crate) fn tls_config(host: &str) -> Result<Arc<ClientConfig>> {
-    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-    if let Some(config) = CONFIG.get() {
-        return Ok(config.clone());
-    }
-    let loaded = rustls_native_certs::load_native_certs();
-    let mut roots = rustls::RootCertStore::empty();
-    let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
-    if added == 0 {
-        let why = loaded
-            .errors
-            .first()
-            .map(|e| format!(" ({e})"))
-            .unwrap_or_default();
-        return Err(eice_connect(
-            host,
-            format!("no trusted CA certificates were found{why}"),
-            "install the system's CA bundle (ca-certificates), or point SSL_CERT_FILE at a PEM \
-             file of trusted CAs"
-                .into(),
-        ));
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| {
-            eice_connect(
-                host,
-                format!("TLS setup failed: {e}"),
-                "this is a bug in aws-hop, please report it".into(),
-            )
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(CONFIG.get_or_init(|| Arc::new(config)).clone())
 }
 
 /// An [`Error::EiceConnect`] for `host`.
@@ -393,7 +335,7 @@ enum WriteState {
 /// ```no_run
 /// # async fn demo(tcp: tokio::net::TcpStream) -> Result<(), Box<dyn std::error::Error>> {
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
-/// use aws_hop::aws::ws_stream::WsStream;
+/// use aws_hop::hop::ws::WsStream;
 ///
 /// let (ws, _) = tokio_tungstenite::client_async("ws://127.0.0.1:8080/openTunnel", tcp).await?;
 /// let mut tunnel = WsStream::new(ws, "127.0.0.1:8080");
@@ -619,6 +561,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use futures_util::{SinkExt, StreamExt};
@@ -1061,12 +1004,5 @@ mod tests {
         let cut = body_start(long.as_bytes());
         assert!(cut.len() <= BODY_SHOWN && cut.len() >= BODY_SHOWN - 1);
         assert!(cut.chars().all(|c| c == 'é'));
-    }
-
-    #[test]
-    fn installing_the_provider_twice_is_harmless() {
-        install_crypto_provider();
-        install_crypto_provider();
-        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
     }
 }

@@ -35,7 +35,7 @@ pub fn handle(line: &str, ctx: &Context) -> MetaOutcome {
         "quit" | "q" | "exit" => return MetaOutcome::Quit,
         other => {
             let known: Vec<&str> = META_COMMANDS.iter().map(|(c, _)| *c).collect();
-            let hint = crate::script::options::closest(other, &known)
+            let hint = crate::suggest::closest(other, &known)
                 .map(|c| format!(" (did you mean .{c}?)"))
                 .unwrap_or_default();
             println!("unknown command .{other}{hint}; .help lists them");

@@ -22,9 +22,9 @@ use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::{Config, Editor, ExternalPrinter};
 
+use crate::diagnostic::Diagnostic;
 use crate::events;
 use crate::script::Context;
-use crate::script::diagnostic::Diagnostic;
 use helper::HopHelper;
 use meta::MetaOutcome;
 
@@ -136,7 +136,7 @@ fn eval_line(engine: &Engine, scope: &mut Scope, main_ast: &mut AST, input: &str
         Ok(v) if v.is_unit() => {}
         Ok(v) => println!("=> {}", show(&v)),
         Err(e) => {
-            let suggest = crate::cli::suggester(engine);
+            let suggest = crate::script::checker::suggester(engine);
             eprint!(
                 "{}",
                 Diagnostic::from_eval(&e, "<repl>", &suggest).render(&source)

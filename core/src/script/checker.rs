@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use rhai::{AST, ASTNode, Engine, Expr, FnCallExpr, Position, Stmt};
 
-use super::options::closest;
+use crate::suggest::closest;
 
 /// Names Rhai handles as keywords or built-ins that `gen_fn_signatures` does not list.
 const BUILTINS: &[&str] = &[
@@ -84,6 +84,15 @@ pub fn unknown_calls(engine: &Engine, ast: &AST) -> Vec<UnknownCall> {
         true
     });
     found
+}
+
+/// A suggestion function for unknown functions ("did you mean ...").
+pub fn suggester(engine: &Engine) -> impl Fn(&str) -> Option<String> + use<> {
+    let known: Vec<String> = known_functions(engine).into_iter().collect();
+    move |name: &str| {
+        let refs: Vec<&str> = known.iter().map(String::as_str).collect();
+        closest(name, &refs).map(str::to_string)
+    }
 }
 
 #[cfg(test)]

@@ -7,14 +7,11 @@
 //! - [`bindings`]: one `register(engine)` per area (hops, forwards, runtime, plugins).
 //! - [`options`]: reading option maps (`#{ key: "...", timeout: 10 }`) with clear errors for
 //!   unknown keys and wrong types.
-//! - [`diagnostic`]: renders an error with file:line:col, the source line, a caret, and the
-//!   cause chain.
 //! - [`checker`]: the static checks of `aws-hop check` (unknown functions, with suggestions).
 
 pub mod bindings;
 pub mod checker;
 pub mod context;
-pub mod diagnostic;
 pub mod engine;
 pub mod options;
 

@@ -7,6 +7,24 @@
 use rhai::{Dynamic, Map};
 
 use crate::error::{Error, Result};
+use crate::suggest::closest;
+
+/// The longest `timeout` any binding takes: a day.
+pub const MAX_TIMEOUT: f64 = 86_400.0;
+
+/// The longest `sleep()`: 30 days (`wait()` holds forwards for as long as it takes).
+pub const MAX_SLEEP: f64 = 30.0 * 86_400.0;
+
+/// `secs` as a duration when it is a number from 0 to `max`; else an error that names `what`
+/// and the range (a bare `Duration::from_secs_f64` panics on NaN, negatives and 1e20).
+pub fn duration_in(what: &str, secs: f64, max: f64) -> Result<std::time::Duration> {
+    if secs >= 0.0 && secs <= max {
+        return Ok(std::time::Duration::from_secs_f64(secs));
+    }
+    Err(Error::invalid(format!(
+        "{what} is {secs}: use a number of seconds from 0 to {max}"
+    )))
+}
 
 /// The options given to one binding call.
 pub struct Options {
@@ -107,8 +125,14 @@ impl Options {
         }
     }
 
-    /// A number of seconds (integer or decimal) option.
+    /// A number of seconds (integer or decimal) option, above 0 and at most [`MAX_TIMEOUT`].
     pub fn seconds(&self, key: &str) -> Result<Option<std::time::Duration>> {
+        self.seconds_in(key, MAX_TIMEOUT)
+    }
+
+    /// A number of seconds above 0 and at most `max`; anything else (negative, NaN, 1e20, a
+    /// string) is an error naming the option and the range.
+    pub fn seconds_in(&self, key: &str, max: f64) -> Result<Option<std::time::Duration>> {
         match self.map.get(key) {
             None => Ok(None),
             Some(v) if v.is_unit() => Ok(None),
@@ -119,8 +143,14 @@ impl Options {
                     .map(|i| i as f64)
                     .or_else(|_| v.as_float())
                     .ok()
-                    .filter(|s| *s > 0.0 && s.is_finite())
-                    .ok_or_else(|| self.wrong(key, "a positive number of seconds", v))?;
+                    .filter(|s| *s > 0.0 && *s <= max)
+                    .ok_or_else(|| {
+                        self.wrong(
+                            key,
+                            &format!("a number of seconds above 0, at most {max}"),
+                            v,
+                        )
+                    })?;
                 Ok(Some(std::time::Duration::from_secs_f64(secs)))
             }
         }
@@ -142,31 +172,6 @@ impl Options {
                 .ok_or_else(|| self.wrong(key, want, v)),
         }
     }
-}
-
-/// The known key nearest to `key` by edit distance, if it is close.
-pub fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(key, k), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-/// Levenshtein distance (short strings only).
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]
@@ -198,12 +203,33 @@ mod tests {
     }
 
     #[test]
-    fn distance() {
-        assert_eq!(edit_distance("bastoin", "bastion"), 2);
+    fn durations_out_of_range_are_errors_not_panics() {
+        for bad in [
+            Dynamic::from(1e20_f64),
+            Dynamic::from(-1.0_f64),
+            Dynamic::from(f64::NAN),
+            Dynamic::from(f64::INFINITY),
+            Dynamic::from(0_i64),
+            Dynamic::from(i64::MAX),
+        ] {
+            let mut m = Map::new();
+            m.insert("timeout".into(), bad.clone());
+            let o = Options::new(m, "bastion", &["timeout"]).unwrap();
+            let err = o.seconds("timeout").unwrap_err().to_string();
+            assert!(
+                err.contains("option `timeout` of bastion() must be a number of seconds above 0, at most 86400"),
+                "{bad}: {err}"
+            );
+        }
+        for bad in [1e20, -1.0, f64::NAN, f64::NEG_INFINITY] {
+            let err = duration_in("sleep()", bad, MAX_SLEEP)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("from 0 to 2592000"), "{bad}: {err}");
+        }
         assert_eq!(
-            closest("fowrard", &["forward", "forwards", "wait"]),
-            Some("forward")
+            duration_in("sleep()", 1.5, MAX_SLEEP).unwrap(),
+            std::time::Duration::from_millis(1500)
         );
-        assert_eq!(closest("zzz", &["forward"]), None);
     }
 }

@@ -1,6 +1,7 @@
 //! Trying strategies in order: what `connect()` and `aws-hop proxy` share.
 //!
-//! [`try_in_order`] asks each plugin, in the configured order, whether it `applies(target)`;
+//! [`try_in_order`] asks each plugin, in the configured order, whether it
+//! `applies(target, opts)` (or `applies(target)`, for plugins written before options reached it);
 //! the first that applies and whose `open(target, opts)` (for `connect()`) or
 //! `route(target, opts)` (for `aws-hop proxy`) returns a [`Hop`] wins. Every plugin asked
 //! leaves one line in the [`Report`]: `eice: skipped (no endpoint in vpc-0abc)`,
@@ -121,7 +122,7 @@ pub fn choose(plugins: &Plugins, via: Option<&str>) -> Result<Vec<(String, AST)>
     for name in via.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         let Some(p) = plugins.get(name) else {
             let known: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
-            let hint = crate::script::options::closest(name, &known)
+            let hint = crate::suggest::closest(name, &known)
                 .map(|s| format!(" (did you mean `{s}`?)"))
                 .unwrap_or_default();
             return Err(format!(
@@ -135,6 +136,42 @@ pub fn choose(plugins: &Plugins, via: Option<&str>) -> Result<Vec<(String, AST)>
         return Err("`via` names no strategy".into());
     }
     Ok(chosen)
+}
+
+/// Refuses an option that none of the `chosen` strategies takes (the union of their
+/// `options` constants), naming the nearest known one. `what` is how the user gave it
+/// (`connect()`, `aws-hop proxy -o`). A chosen plugin that does not list its options may take
+/// anything, so with one of them nothing is refused.
+pub fn check_options<'a>(
+    plugins: &Plugins,
+    chosen: &[(String, AST)],
+    keys: impl IntoIterator<Item = &'a str>,
+    what: &str,
+) -> Result<(), String> {
+    let mut known: Vec<&str> = Vec::new();
+    for (name, _) in chosen {
+        match plugins.get(name).and_then(|p| p.options.as_ref()) {
+            Some(list) => known.extend(list.iter().map(String::as_str)),
+            None => return Ok(()),
+        }
+    }
+    known.sort_unstable();
+    known.dedup();
+    for key in keys {
+        if key == "strategies" || known.contains(&key) {
+            continue;
+        }
+        let hint = crate::suggest::closest(key, &known)
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        let names: Vec<&str> = chosen.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(format!(
+            "unknown option `{key}` for {what}{hint}: the strategies {} take {}",
+            names.join(", "),
+            known.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// Asks `plugins` in order for `goal`; the first hop wins. `interrupted` is polled between
@@ -196,9 +233,22 @@ fn one(
             "it has no `fn route(target, opts)`, so it cannot serve `aws-hop proxy`".into(),
         ));
     }
-    let applies = engine
-        .call_fn::<Dynamic>(&mut Scope::new(), ast, "applies", (target.clone(),))
-        .map_err(|e| Outcome::Failed(format!("applies(): {}", message(&e))))?;
+    // `applies(target, opts)` sees `profile`, `region` ... as `open` does; a plugin written
+    // before options reached `applies` defines `applies(target)`, and still works.
+    let with_opts = ast
+        .iter_functions()
+        .any(|f| f.name == "applies" && f.params.len() == 2);
+    let applies = if with_opts {
+        engine.call_fn::<Dynamic>(
+            &mut Scope::new(),
+            ast,
+            "applies",
+            (target.clone(), Dynamic::from_map(opts.clone())),
+        )
+    } else {
+        engine.call_fn::<Dynamic>(&mut Scope::new(), ast, "applies", (target.clone(),))
+    }
+    .map_err(|e| Outcome::Failed(format!("applies(): {}", message(&e))))?;
     if let Some(yes) = applies.clone().try_cast::<bool>() {
         if !yes {
             return Err(Outcome::Skipped("it does not apply to this target".into()));
@@ -321,6 +371,36 @@ mod tests {
     }
 
     #[test]
+    fn applies_sees_the_options_and_one_argument_applies_still_works() {
+        let mut engine = Engine::new();
+        engine.register_type_with_name::<Hop>("Hop");
+        engine.register_fn("direct", || Hop::Direct);
+        let ps = plugins_from(
+            &engine,
+            &[
+                r#"fn applies(t, o) { if o.region == "eu-west-1" { "saw eu-west-1" } else { "no region" } } fn open(t, o) { direct() }"#,
+                r"fn applies(t) { true } fn open(t, o) { direct() }",
+            ],
+        );
+        let mut opts = Map::new();
+        opts.insert("region".into(), "eu-west-1".into());
+        let (_, report) = try_in_order(
+            &engine,
+            &ps,
+            &Dynamic::from("web-1"),
+            &opts,
+            Goal::Session,
+            &|| false,
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(
+            report.summary(),
+            "p0: skipped (saw eu-west-1); p1: ok (direct)"
+        );
+    }
+
+    #[test]
     fn route_needs_a_route_function() {
         let engine = Engine::new();
         let ps = plugins_from(&engine, &[r"fn applies(t) { true } fn open(t, o) { 1 }"]);
@@ -372,5 +452,23 @@ mod tests {
         assert_eq!(names(Some("bastion, eice")), ["bastion", "eice"]);
         let e = choose(&plugins, Some("eicee")).err().unwrap();
         assert!(e.contains("did you mean `eice`"), "{e}");
+    }
+
+    #[test]
+    fn a_misspelt_option_is_refused_with_the_nearest_known_one() {
+        let engine = Engine::new();
+        let plugins = Plugins::load(&engine, &[]);
+        let all = choose(&plugins, None).unwrap();
+        let e = check_options(&plugins, &all, ["regoin"], "connect()")
+            .err()
+            .unwrap();
+        assert!(
+            e.starts_with("unknown option `regoin` for connect() (did you mean `region`?)"),
+            "{e}"
+        );
+        assert!(check_options(&plugins, &all, ["region", "user", "bastion"], "connect()").is_ok());
+        // `endpoint` is eice's: with only ssm chosen, it is unknown.
+        let ssm = choose(&plugins, Some("ssm")).unwrap();
+        assert!(check_options(&plugins, &ssm, ["endpoint"], "connect()").is_err());
     }
 }

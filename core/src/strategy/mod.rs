@@ -5,7 +5,9 @@
 //! ```rhai
 //! export const name = "nlb";
 //! export const summary = "SSH straight to a Network Load Balancer that forwards port 22";
-//! fn applies(target) { ... }     // true, or a string saying why not
+//! export const options = ["user", "key"];  // optional: the options it takes
+//! fn applies(target, opts) { ... } // true, or a string saying why not
+//!                                  // (`fn applies(target)`, without opts, works too)
 //! fn open(target, opts) { ... }  // returns a Hop; throw to let connect() fall back
 //! fn route(target, opts) { ... } // optional: a Hop whose streams reach the target's own
 //!                                // ports, for `aws-hop proxy` (OpenSSH does the SSH)
@@ -25,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use rhai::{AST, Engine, Module, Scope};
 
-use crate::script::diagnostic::Diagnostic;
+use crate::diagnostic::Diagnostic;
 
 /// Plugins compiled into the binary, in their default order.
 /// The order is `connect()`'s: the AWS-native ways in first (they need nothing but IAM), a
@@ -50,6 +52,10 @@ pub struct Plugin {
     pub origin: String,
     /// The compiled module, for calling `applies` and `open`.
     pub ast: AST,
+    /// The options it takes (its `options` constant), if it says.
+    pub options: Option<Vec<String>>,
+    /// True when it defines `fn applies(target, opts)` (else `fn applies(target)`).
+    pub applies_takes_opts: bool,
 }
 
 /// The loaded plugins and the load errors.
@@ -73,6 +79,13 @@ impl Plugins {
             ));
         }
         for dir in dirs {
+            let Ok(meta) = std::fs::metadata(dir) else {
+                continue;
+            };
+            if let Err(e) = check_not_shared("plugin directory", dir, &meta) {
+                plugins.errors.push(e);
+                continue;
+            }
             let Ok(entries) = std::fs::read_dir(dir) else {
                 continue;
             };
@@ -83,6 +96,13 @@ impl Plugins {
             files.sort();
             for path in files {
                 let shown = path.display().to_string();
+                if let Err(e) = std::fs::metadata(&path)
+                    .map_err(|e| format!("error: cannot read plugin {shown}: {e}"))
+                    .and_then(|meta| check_not_shared("plugin", &path, &meta))
+                {
+                    plugins.errors.push(e);
+                    continue;
+                }
                 match std::fs::read_to_string(&path) {
                     Ok(text) => plugins.add(load_one(engine, &shown, &text, &shown)),
                     Err(e) => plugins
@@ -116,6 +136,23 @@ impl Plugins {
     pub fn get(&self, name: &str) -> Option<&Plugin> {
         self.list.iter().find(|p| p.name == name)
     }
+}
+
+/// Refuses a plugin file or directory that group or others may write: whoever can write a
+/// plugin runs code as the user the next time `connect()` asks it (ssh refuses such config
+/// files for the same reason).
+fn check_not_shared(what: &str, path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o022 == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "error: {what} {} is writable by group or others (mode {mode:04o}), so anyone who can \
+         write there could run code as you; it was not loaded. Fix: chmod go-w {}",
+        path.display(),
+        path.display()
+    ))
 }
 
 /// The user plugin directories: `AWS_HOP_PLUGIN_PATH`, then `~/.config/aws-hop/plugins`.
@@ -154,24 +191,41 @@ fn load_one(engine: &Engine, shown: &str, text: &str, origin: &str) -> Result<Pl
     };
     let name = constant("name")?;
     let summary = constant("summary")?;
-    for (func, arity, sig) in [
-        ("applies", 1, "fn applies(target)"),
-        ("open", 2, "fn open(target, opts)"),
-    ] {
-        if !ast
-            .iter_functions()
+    let has = |func: &str, arity: usize| {
+        ast.iter_functions()
             .any(|f| f.name == func && f.params.len() == arity)
-        {
-            return Err(format!(
-                "error: plugin {shown} ({name}) has no `{sig}`: a strategy must define it (see the book, \"Strategy plugins\")"
-            ));
-        }
+    };
+    let applies_takes_opts = has("applies", 2);
+    if !applies_takes_opts && !has("applies", 1) {
+        return Err(format!(
+            "error: plugin {shown} ({name}) has no `fn applies(target, opts)`: a strategy must define it (see the book, \"Strategy plugins\")"
+        ));
     }
+    if !has("open", 2) {
+        return Err(format!(
+            "error: plugin {shown} ({name}) has no `fn open(target, opts)`: a strategy must define it (see the book, \"Strategy plugins\")"
+        ));
+    }
+    let options = match module.get_var_value::<rhai::Array>("options") {
+        None => None,
+        Some(list) => Some(
+            list.into_iter()
+                .map(|v| v.into_immutable_string().map(|s| s.to_string()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| {
+                    format!(
+                        "error: plugin {shown} ({name}) exports `options` with a value that is not a string: write `export const options = [\"user\", \"key\"];`"
+                    )
+                })?,
+        ),
+    };
     Ok(Plugin {
         name,
         summary,
         origin: origin.to_string(),
         ast,
+        options,
+        applies_takes_opts,
     })
 }
 
@@ -186,6 +240,109 @@ mod tests {
         assert!(p.errors.is_empty(), "{:?}", p.errors);
         let names: Vec<_> = p.list().iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["eice", "ssm", "bastion", "direct"]);
+        for plugin in p.list() {
+            assert!(plugin.applies_takes_opts, "{} takes no opts", plugin.name);
+            assert!(plugin.options.is_some(), "{} lists no options", plugin.name);
+        }
+    }
+
+    #[test]
+    fn plugins_others_can_write_are_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let engine = Engine::new();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mine.rhai");
+        std::fs::write(
+            &file,
+            "export const name = \"mine\";\nexport const summary = \"s\";\nfn applies(t, o) { true }\nfn open(t, o) { 1 }",
+        )
+        .unwrap();
+        let set = |p: &Path, mode| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        set(dir.path(), 0o700);
+        set(&file, 0o600);
+        let ok = Plugins::load(&engine, &[dir.path().to_path_buf()]);
+        assert!(ok.errors.is_empty(), "{:?}", ok.errors);
+        assert!(ok.get("mine").is_some());
+
+        set(&file, 0o666);
+        let p = Plugins::load(&engine, &[dir.path().to_path_buf()]);
+        assert!(p.get("mine").is_none());
+        assert!(
+            p.errors[0].contains("writable by group or others (mode 0666)"),
+            "{:?}",
+            p.errors
+        );
+        assert!(p.errors[0].contains("chmod go-w"), "{:?}", p.errors);
+
+        set(&file, 0o600);
+        set(dir.path(), 0o777);
+        let p = Plugins::load(&engine, &[dir.path().to_path_buf()]);
+        assert!(p.get("mine").is_none());
+        assert!(
+            p.errors[0].starts_with("error: plugin directory"),
+            "{:?}",
+            p.errors
+        );
+        set(dir.path(), 0o700);
+    }
+
+    #[test]
+    fn one_argument_applies_still_loads() {
+        let engine = Engine::new();
+        let p = load_one(
+            &engine,
+            "old.rhai",
+            "export const name = \"old\";\nexport const summary = \"s\";\nfn applies(t) { true }\nfn open(t, o) { 1 }",
+            "old",
+        )
+        .unwrap();
+        assert!(!p.applies_takes_opts);
+        assert!(p.options.is_none());
+    }
+
+    /// The built-in names, in order, as the docs write them: `eice`, `ssm`, ...
+    fn builtin_list() -> String {
+        let engine = Engine::new();
+        Plugins::load(&engine, &[])
+            .list()
+            .iter()
+            .map(|p| format!("`{}`", p.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    #[test]
+    fn the_docs_list_the_built_in_strategies_that_are_built_in() {
+        let list = builtin_list();
+        let book = include_str!("../../../book/src/plugins.md");
+        assert!(
+            book.contains(&format!("compiled into aws-hop: {list};")),
+            "book/src/plugins.md does not list the built-ins as {list}"
+        );
+        let plain = list.replace('`', "");
+        let readme = include_str!("../../../README.md");
+        assert!(
+            readme.contains(&format!("one .rhai file each ({plain})")),
+            "README.md's layout does not list the built-ins as ({plain})"
+        );
+        let lib = include_str!("../lib.rs");
+        assert!(
+            lib.contains(&format!("built-in strategies: {list}")),
+            "lib.rs does not list the built-ins as {list}"
+        );
+        // The book shows the `direct` plugin in full: it must be the file.
+        let file = BUILTIN
+            .iter()
+            .find(|(f, _)| *f == "direct.rhai")
+            .map(|(_, text)| *text)
+            .unwrap();
+        let body = &file[file.find("export const name").unwrap()..];
+        assert!(
+            book.contains(body.trim_end()),
+            "book/src/plugins.md's copy of plugins/direct.rhai is out of date"
+        );
     }
 
     #[test]
@@ -200,6 +357,15 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.contains("has no `fn open(target, opts)`"), "{e}");
+        let e = load_one(
+            &engine,
+            "w.rhai",
+            "export const name = \"w\";\nexport const summary = \"s\";\nfn open(t, o) { 1 }",
+            "w",
+        )
+        .err()
+        .unwrap();
+        assert!(e.contains("has no `fn applies(target, opts)`"), "{e}");
         let e = load_one(
             &engine,
             "y.rhai",

@@ -5,7 +5,7 @@
 //! 1. Process start to the first MariaDB greeting byte, per path (as [`first_byte`]).
 //! 2. Bulk throughput each way, median of the runs (as [`throughput`]).
 //! 3. Where an EICE start spends its time, from aws-hop's own `-vv` lines: the
-//!    `eice timing: STEP N ms` events of `core/src/aws/eice.rs` (instance lookup,
+//!    `eice timing: STEP N ms` events of `core/src/aws/eice.rs and core/src/hop/eice/mod.rs` (instance lookup,
 //!    endpoint discovery, presign, WebSocket connect), and the timestamps of the SSH
 //!    session's `dialing` and `authenticated` events for the key push (the first thing a
 //!    dial does) and for the handshake and login.

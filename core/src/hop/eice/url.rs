@@ -49,6 +49,17 @@ pub const ALLOWED_PORTS: [u16; 2] = [22, 3389];
 /// The range of `maxTunnelDuration`, in seconds. Without one, the service uses 3600.
 pub const MAX_DURATION_SECS: std::ops::RangeInclusive<u32> = 1..=3600;
 
+/// Refuses a `max_duration` outside [`MAX_DURATION_SECS`], naming the option.
+pub fn check_max_duration(secs: Option<u32>) -> Result<()> {
+    match secs {
+        Some(d) if !MAX_DURATION_SECS.contains(&d) => Err(Error::invalid(format!(
+            "option `max_duration` is {d}: an EICE tunnel lasts 1 to 3600 seconds; leave it out \
+             for the service default (3600)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The URL path of the tunnel operation (capital T).
 const PATH: &str = "/openTunnel";
 
@@ -78,7 +89,7 @@ const REDACTED: &str = "** redacted **";
 /// ```
 /// use std::time::SystemTime;
 /// use aws_credential_types::Credentials;
-/// use aws_hop::aws::eice_url::TunnelRequest;
+/// use aws_hop::hop::eice::url::TunnelRequest;
 ///
 /// let request = TunnelRequest {
 ///     endpoint_id: "eice-0123456789abcdef0".into(),
@@ -217,14 +228,7 @@ impl TunnelRequest {
                 self.remote_port
             )));
         }
-        if let Some(d) = self.max_duration_secs
-            && !MAX_DURATION_SECS.contains(&d)
-        {
-            return Err(Error::invalid(format!(
-                "the maximum EICE tunnel duration must be 1 to 3600 seconds, not {d}; leave it \
-                 out for the service default (3600)"
-            )));
-        }
+        check_max_duration(self.max_duration_secs)?;
         let id_ok = self.endpoint_id.strip_prefix("eice-").is_some_and(|rest| {
             !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         });

@@ -1,21 +1,21 @@
-//! The SSM Session Manager hop: `ssm("web-1")`.
+//! The SSM Session Manager hop: the transport of `ssm("web-1")`.
 //!
 //! No `session-manager-plugin` binary is needed: aws-hop speaks the Session Manager data
 //! channel itself (`shared/protocols/ssm.md`).
 //!
 //! # Layout
 //!
-//! - [`SsmHop`] (this file): resolves the instance ([`super::instances::find`]; it must be
-//!   running), checks its agent (`DescribeInstanceInformation`: `Online`, else an error that
-//!   says what to fix), and opens streams. [`SsmHop::open`]`(host, port)` goes through **one
+//! - [`SsmHop`] (this file) opens streams. The AWS layer (`aws::ssm::connect`) resolves the
+//!   instance or managed node, checks its agent (`DescribeInstanceInformation`: `Online`, else
+//!   an error that says what to fix) and builds the hop with a [`SessionApi`] bound to it. [`SsmHop::open`]`(host, port)` goes through **one
 //!   port-forwarding session per (host, port)**, shared by every connection with smux and
 //!   started on first use (again if it has ended): `AWS-StartPortForwardingSession` when the
 //!   host is the instance itself (its id, Name tag, private IP, or `localhost`), else
 //!   `AWS-StartPortForwardingSessionToRemoteHost` with `host`. [`SsmHop::close`] terminates
 //!   every session the hop started.
-//! - [`session`]: the SSM API calls (StartSession, ResumeSession, TerminateSession,
-//!   DescribeInstanceInformation) and their errors, with the IAM action or the agent fix.
-//! - [`channel`]: the data channel: WebSocket, acknowledgements, retransmission, in-order
+//! - [`api`]: what the transport asks of the Session Manager API ([`SessionApi`]: start,
+//!   resume, terminate, sign), implemented by `aws::ssm`.
+//! - [`channel`]: the data channel: dialing, acknowledgements and retransmission, in-order
 //!   delivery with flow control, the handshake, and resuming a lost WebSocket.
 //! - [`smux`]: smux v1 streams over a channel (port forwarding).
 //! - [`basic`]: one unframed connection per session (`AWS-StartSSHSession`, for `.ssh()`).
@@ -53,9 +53,9 @@
 //! messages, 4 MiB at 8 KiB) bounds what is in flight and what a resume resends; the agent
 //! buffers up to 100 000 messages, so it is never the limit.
 
+pub mod api;
 pub mod basic;
 pub mod channel;
-pub mod session;
 pub mod shell;
 pub mod smux;
 
@@ -67,13 +67,12 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use self::api::{Document, SessionApi};
 use self::channel::{ChannelConfig, DataChannel, Inbound};
-use self::session::{AgentStatus, Document, SsmApi};
 use self::smux::Mux;
-use super::config::AwsConfig;
-use super::instances::{self, InstanceInfo};
+use super::Stream;
+use super::tunnel::{Instance, KeyPush};
 use crate::error::{Error, Result};
-use crate::hop::Stream;
 
 /// Default bytes per outgoing message (see "Pacing" above).
 pub const DEFAULT_CHUNK_SIZE: usize = 8 * 1024;
@@ -163,15 +162,20 @@ impl SsmOptions {
     }
 }
 
+/// One port-forwarding session's slot: locked while the session starts, so concurrent
+/// connections to the same (host, port) share the one started, and nothing else waits.
+type MuxSlot = Arc<tokio::sync::Mutex<Option<Arc<Mux>>>>;
+
 /// What every handle of one `ssm()` hop shares.
 struct Shared {
-    api: SsmApi,
-    instance: InstanceInfo,
-    agent: Option<AgentStatus>,
+    api: Arc<dyn SessionApi>,
+    keys: Arc<dyn KeyPush>,
+    instance: Instance,
+    agent_version: Option<String>,
     opts: SsmOptions,
     /// One smux session per (host, port); `host` is `localhost` for the instance itself.
-    /// Locked while a session is started, so concurrent connections share the one started.
-    muxes: tokio::sync::Mutex<HashMap<(String, u16), Arc<Mux>>>,
+    /// This lock is held only to find a slot, never across an await.
+    muxes: Mutex<HashMap<(String, u16), MuxSlot>>,
     /// Every session started (forwards, SSH, shells), to terminate them on close.
     channels: Mutex<Vec<Weak<DataChannel>>>,
     /// Set by [`SsmHop::close`]: no new sessions.
@@ -188,50 +192,29 @@ pub struct SsmHop {
 }
 
 impl SsmHop {
-    /// Resolves `target` (id, Name tag or private IP) and checks its agent. No session starts
-    /// until a stream is opened.
-    pub async fn connect(config: AwsConfig, target: &str, opts: SsmOptions) -> Result<SsmHop> {
+    /// A hop to `instance` whose sessions `api` starts; `keys` pushes login keys for `.ssh()`.
+    /// No session starts until a stream is opened.
+    pub fn new(
+        api: Arc<dyn SessionApi>,
+        keys: Arc<dyn KeyPush>,
+        instance: Instance,
+        agent_version: Option<String>,
+        opts: SsmOptions,
+    ) -> Result<SsmHop> {
         opts.check()?;
-        let instance = instances::find(&config, target).await?;
-        instance.require_running("ssm")?;
-        let api = SsmApi::new(&config);
-        let agent = api.agent_status(&instance.id).await?;
-        if let Some(problem) = agent.as_ref().and_then(|a| a.problem(&instance)) {
-            return Err(problem);
-        }
-        tracing::debug!(
-            "ssm: {} agent {:?}",
-            instance.label(),
-            agent.as_ref().and_then(|a| a.agent_version.clone())
-        );
         Ok(SsmHop {
             shared: Arc::new(Shared {
                 api,
+                keys,
                 instance,
-                agent,
+                agent_version,
                 opts,
-                muxes: tokio::sync::Mutex::new(HashMap::new()),
+                muxes: Mutex::new(HashMap::new()),
                 channels: Mutex::new(Vec::new()),
                 closed: AtomicBool::new(false),
             }),
             ssh_transport: false,
         })
-    }
-
-    /// What Systems Manager says about `target`'s agent, without starting anything.
-    pub async fn status(config: &AwsConfig, target: &str) -> Result<(InstanceInfo, AgentStatus)> {
-        let instance = instances::find(config, target).await?;
-        let api = SsmApi::new(config);
-        let status = api
-            .agent_status(&instance.id)
-            .await?
-            .unwrap_or(AgentStatus {
-                ping_status: Some("Unknown".into()),
-                agent_version: None,
-                last_ping: None,
-                platform: None,
-            });
-        Ok((instance, status))
     }
 
     /// The same hop, whose streams are SSH sessions (`AWS-StartSSHSession`): what
@@ -245,18 +228,18 @@ impl SsmHop {
     }
 
     /// The instance.
-    pub fn instance(&self) -> &InstanceInfo {
+    pub fn instance(&self) -> &Instance {
         &self.shared.instance
     }
 
-    /// The configuration (for SendSSHPublicKey).
-    pub fn config(&self) -> &AwsConfig {
-        self.shared.api.config()
+    /// What pushes a login key to the instance (SendSSHPublicKey).
+    pub fn key_push(&self) -> Arc<dyn KeyPush> {
+        self.shared.keys.clone()
     }
 
-    /// The agent's status when the hop was made (`None`: not allowed to ask).
-    pub fn agent(&self) -> Option<&AgentStatus> {
-        self.shared.agent.as_ref()
+    /// The agent's version when the hop was made (`None`: not known).
+    pub fn agent_version(&self) -> Option<&str> {
+        self.shared.agent_version.as_deref()
     }
 
     /// `ssm i-0abc (web-1)`.
@@ -275,16 +258,10 @@ impl SsmHop {
 
     /// True when `host` is the instance: its id, Name tag, private IP, or `localhost`.
     pub fn is_instance(&self, host: &str) -> bool {
-        let i = &self.shared.instance;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        host == "localhost"
-            || host == i.id
-            || i.name.as_deref() == Some(host)
-            || host.parse::<IpAddr>().is_ok_and(|ip| {
-                ip.is_loopback()
-                    || i.private_ip.as_deref().and_then(|p| p.parse().ok()) == Some(ip)
-                    || i.ipv6.as_deref().and_then(|p| p.parse().ok()) == Some(ip)
-            })
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        bare == "localhost"
+            || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            || self.shared.instance.is_named_by(host)
     }
 
     /// Opens a stream to `host:port` as seen from the instance.
@@ -319,16 +296,18 @@ impl SsmHop {
     /// Terminates every session this hop started; no new ones start.
     pub async fn close(&self) {
         self.shared.closed.store(true, Ordering::SeqCst);
-        let muxes: Vec<Arc<Mux>> = self
+        let slots: Vec<MuxSlot> = self
             .shared
             .muxes
             .lock()
-            .await
+            .expect("muxes lock")
             .drain()
             .map(|(_, m)| m)
             .collect();
-        for m in muxes {
-            m.close("the SSM hop was closed with close()").await;
+        for slot in slots {
+            if let Some(m) = slot.lock().await.take() {
+                m.close("the SSM hop was closed with close()").await;
+            }
         }
         let channels: Vec<Arc<DataChannel>> = self
             .shared
@@ -345,13 +324,21 @@ impl SsmHop {
 
     /// The number of live port-forwarding sessions (for tests and `stats`).
     pub async fn sessions(&self) -> usize {
-        self.shared
+        let slots: Vec<MuxSlot> = self
+            .shared
             .muxes
             .lock()
-            .await
+            .expect("muxes lock")
             .values()
-            .filter(|m| m.is_alive())
-            .count()
+            .cloned()
+            .collect();
+        let mut n = 0;
+        for slot in slots {
+            if slot.lock().await.as_ref().is_some_and(|m| m.is_alive()) {
+                n += 1;
+            }
+        }
+        n
     }
 
     fn check_open(&self) -> Result<()> {
@@ -365,9 +352,20 @@ impl SsmHop {
     }
 
     /// The live smux session for `key`, started if there is none.
+    ///
+    /// Only connections to the same (host, port) wait while its session starts (up to the
+    /// `timeout` option); other targets on this hop go ahead.
     async fn mux(&self, key: &(String, u16)) -> Result<Arc<Mux>> {
-        let mut muxes = self.shared.muxes.lock().await;
-        if let Some(m) = muxes.get(key)
+        let slot = self
+            .shared
+            .muxes
+            .lock()
+            .expect("muxes lock")
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        if let Some(m) = slot.as_ref()
             && m.is_alive()
         {
             return Ok(m.clone());
@@ -409,7 +407,7 @@ impl SsmHop {
             format!("{host}:{port} (via {})", self.shared.instance.label())
         };
         let mux = Arc::new(Mux::new(target, channel, rx, smux::MAX_FRAME, STALL));
-        muxes.insert(key.clone(), mux.clone());
+        *slot = Some(mux.clone());
         Ok(mux)
     }
 

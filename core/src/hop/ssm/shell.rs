@@ -6,7 +6,13 @@
 //! every resize (SIGWINCH), keystrokes are sent as they come (at most 1024 bytes per message,
 //! as the plugin does), and output goes straight to the terminal. The shell ends when Session
 //! Manager sends `channel_closed`; its `Output` text, if any, is printed after the terminal
-//! is restored. Returns the exit code the agent reported, else 0.
+//! is restored.
+//!
+//! The exit status: Session Manager's interactive shell does not carry one. The agent sends
+//! an `ExitCode` message (payload type 12) only for `NonInteractiveCommands` sessions; for a
+//! `Standard_Stream` shell it just closes the channel. So this returns that code when one
+//! came, and -1 ("not reported", as `exec()` says when a server sends none) otherwise; a
+//! script that needs the status logs in over SSM instead: `ssm(x).ssh(user).shell()`.
 //!
 //! An account whose Session Manager preferences require KMS encryption makes the agent ask
 //! for it in a handshake: that is [`crate::Error::SsmKmsRequired`], with the workaround.
@@ -18,7 +24,11 @@ use super::channel::{End, Inbound};
 use crate::error::{Error, Result};
 use crate::hop::shell::{Input, RawMode, window_size};
 
-/// Runs an interactive shell on `hop`'s instance; returns its exit code (0 if none came).
+/// The status returned when Session Manager reported none.
+pub const NOT_REPORTED: i64 = -1;
+
+/// Runs an interactive shell on `hop`'s instance; returns its exit code, or -1 when Session
+/// Manager reported none (an interactive shell never does; see the module docs).
 pub async fn interactive(hop: &SsmHop) -> Result<i64> {
     let (channel, mut rx) = hop.open_shell_channel().await?;
     let (cols, rows) = window_size();
@@ -31,7 +41,7 @@ pub async fn interactive(hop: &SsmHop) -> Result<i64> {
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
     let mut buf = vec![0u8; 1024];
-    let mut status = 0i64;
+    let mut status = NOT_REPORTED;
     let mut failure: Option<Error> = None;
 
     loop {

@@ -17,11 +17,11 @@ use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map};
 
 use crate::aws::config::ConfigKey;
-use crate::aws::eice::{EiceHop, EiceOptions};
+use crate::aws::eice::EiceOptions;
 use crate::aws::instances::{self, InstanceInfo};
-use crate::aws::ssm::{CHUNK_SIZES, SsmHop, SsmOptions, WINDOWS};
 use crate::error::{Error, Result};
 use crate::hop::Hop;
+use crate::hop::ssm::{CHUNK_SIZES, SsmOptions, WINDOWS};
 use crate::script::context::{Context, script_error};
 use crate::script::options::Options;
 
@@ -38,6 +38,7 @@ pub const SSM_OPTIONS: &[&str] = &[
     "chunk_size",
     "window",
     "timeout",
+    "mode",
     "profile",
     "region",
 ];
@@ -145,9 +146,10 @@ fn list_instances(ctx: &Arc<Context>, filters: &Map, opts: Map) -> Result<Array>
 /// Opens the EICE hop for `target` with `opts`.
 pub fn open_eice(ctx: &Arc<Context>, target: &Dynamic, opts: Map) -> Result<Hop> {
     let target = target_of(target, "eic_endpoint")?;
+    crate::aws::eice::refuse_managed_node(&target)?;
     let opts = Options::new(opts, "eic_endpoint", EICE_OPTIONS)?;
     let key = config_key(&opts)?;
-    let max_duration_secs = match opts.seconds("max_duration")? {
+    let max_duration_secs = match opts.seconds_in("max_duration", 3600.0)? {
         Some(d) if d.subsec_nanos() != 0 => {
             return Err(Error::invalid(
                 "option `max_duration` of eic_endpoint() is a whole number of seconds (1-3600)",
@@ -163,7 +165,7 @@ pub fn open_eice(ctx: &Arc<Context>, target: &Dynamic, opts: Map) -> Result<Hop>
     let c = ctx.clone();
     let hop = ctx.rt.block_on(async move {
         let cfg = c.aws.get(&key).await?;
-        EiceHop::connect(cfg, &target, eice_opts).await
+        crate::aws::eice::connect(cfg, &target, eice_opts).await
     })?;
     let hop = Hop::Eice(Arc::new(hop));
     ctx.track(&hop);
@@ -190,11 +192,27 @@ pub fn open_ssm(ctx: &Arc<Context>, target: &Dynamic, opts: Map) -> Result<Hop> 
             .map_or(defaults.window, |n| usize::try_from(n).unwrap_or(0)),
         timeout: opts.seconds("timeout")?.unwrap_or(defaults.timeout),
     };
+    let ssh_sessions = match opts.string("mode")?.as_deref() {
+        None | Some("forward") => false,
+        Some("ssh") => true,
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "option `mode` of ssm() is \"{other}\": use \"forward\" (the default: port \
+                 forwarding, many connections per session) or \"ssh\" (one \
+                 AWS-StartSSHSession session per connection, to the instance's port 22)"
+            )));
+        }
+    };
     let c = ctx.clone();
     let hop = ctx.rt.block_on(async move {
         let cfg = c.aws.get(&key).await?;
-        SsmHop::connect(cfg, &target, ssm_opts).await
+        crate::aws::ssm::connect(cfg, &target, ssm_opts).await
     })?;
+    let hop = if ssh_sessions {
+        hop.ssh_transport()
+    } else {
+        hop
+    };
     let hop = Hop::Ssm(Arc::new(hop));
     ctx.track(&hop);
     Ok(hop)
@@ -208,21 +226,25 @@ fn ssm_status_map(ctx: &Arc<Context>, target: &Dynamic, opts: Map) -> Result<Map
     let c = ctx.clone();
     ctx.rt.block_on(async move {
         let cfg = c.aws.get(&key).await?;
-        let (instance, status) = SsmHop::status(&cfg, &target).await?;
+        let found = crate::aws::ssm::status(&cfg, &target).await?;
+        let (instance, status) = (&found.instance, &found.agent);
         let opt = |v: &Option<String>| v.clone().map_or(Dynamic::UNIT, Dynamic::from);
-        let online = status.online() && instance.state == "running";
-        let reason = if instance.state == "running" {
+        // A managed node (mi-…) has no EC2 state: its agent's status is all there is.
+        let state = found.state.clone().unwrap_or_else(|| "managed".into());
+        let running = found.state.as_deref().is_none_or(|s| s == "running");
+        let online = status.online() && running;
+        let reason = if running {
             status
-                .problem(&instance)
+                .problem(&instance.label())
                 .map(|e| e.to_string())
                 .unwrap_or_default()
         } else {
-            format!("instance {} is {}", instance.label(), instance.state)
+            format!("instance {} is {state}", instance.label())
         };
         let mut m = Map::new();
         m.insert("id".into(), instance.id.clone().into());
         m.insert("name".into(), opt(&instance.name));
-        m.insert("state".into(), instance.state.clone().into());
+        m.insert("state".into(), state.into());
         m.insert("managed".into(), status.ping_status.is_some().into());
         m.insert("ping_status".into(), opt(&status.ping_status));
         m.insert("agent_version".into(), opt(&status.agent_version));

@@ -49,11 +49,19 @@ fn connect_with(
 ) -> std::result::Result<Hop, Box<EvalAltResult>> {
     let c = Context::of(ctx);
     let strategies = strategies_of(&mut opts).map_err(|e| script_error(ctx, e))?;
-    let chosen = attempt::choose(
-        &c.plugins.read().expect("plugins lock"),
-        strategies.as_deref(),
-    )
-    .map_err(|e| script_error(ctx, e))?;
+    let chosen = {
+        let plugins = c.plugins.read().expect("plugins lock");
+        let chosen =
+            attempt::choose(&plugins, strategies.as_deref()).map_err(|e| script_error(ctx, e))?;
+        attempt::check_options(
+            &plugins,
+            &chosen,
+            opts.keys().map(rhai::Identifier::as_str),
+            "connect()",
+        )
+        .map_err(|e| script_error(ctx, e))?;
+        chosen
+    };
     let interrupted = || c.rt.interrupted();
     match attempt::try_in_order(
         ctx.engine(),

@@ -1,28 +1,16 @@
 //! Hop bindings: `bastion()`, `direct()`, `hop.ssh()`, `hop.exec()`, `hop.shell()`.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rhai::plugin::*;
 use rhai::{Engine, Map};
 
-use russh::keys::PrivateKey;
-use russh::keys::ssh_key::Algorithm;
-
-use crate::aws::config::AwsConfig;
-use crate::aws::eice::EiceHop;
-use crate::aws::instance_connect::send_ssh_public_key;
-use crate::aws::instances::InstanceInfo;
-use crate::aws::ssm::SsmHop;
 use crate::error::{Error, Result};
-use crate::hop::host_key::{HostKeyCheck, HostKeyPolicy};
-use crate::hop::ssh::{SshHop, SshOptions};
+use crate::hop::ssh::SshHop;
 use crate::hop::{Hop, shell};
-use crate::known_hosts::KnownHosts;
+use crate::login::{self, SshRequest};
 use crate::script::context::{Context, script_error};
 use crate::script::options::Options;
-use crate::ssh_config;
 
 /// Options of `bastion()` and `hop.ssh()`.
 pub const SSH_OPTIONS: &[&str] = &[
@@ -36,12 +24,22 @@ pub const SSH_OPTIONS: &[&str] = &[
     "server_nodelay",
 ];
 
-/// Default limit for connect + handshake + auth of one SSH hop.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
-
 pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<Hop>("Hop");
     engine.register_global_module(exported_module!(hop_api).into());
+}
+
+/// The SSH options of a script's options map.
+pub fn ssh_request(opts: &Options) -> Result<SshRequest> {
+    Ok(SshRequest {
+        key: opts.string("key")?,
+        user: opts.string("user")?,
+        port: opts.port("port")?,
+        known_hosts: opts.string("known_hosts")?,
+        agent: opts.bool("agent")?,
+        timeout: opts.seconds("timeout")?,
+        server_nodelay: opts.bool("server_nodelay")?,
+    })
 }
 
 /// Opens an SSH hop to `dest` (resolved through ~/.ssh/config) with `opts`, over `via`.
@@ -61,283 +59,18 @@ pub fn open_ssh(
         ));
     }
     let via = via.or(explicit_via);
-    let ctx2 = ctx.clone();
+    let req = ssh_request(&opts)?;
+    let c = ctx.clone();
     let dest = dest.to_string();
-    ctx.rt
-        .block_on(async move { connect_chain(&ctx2, &dest, &opts, via).await })
-}
-
-/// Resolves `dest`, opens its ProxyJump hops (unless `via` is given), then the hop itself.
-async fn connect_chain(ctx: &Context, dest: &str, opts: &Options, via: Option<Hop>) -> Result<Hop> {
-    if let Some(Hop::Eice(eice)) = &via {
-        return connect_over_eice(ctx, eice.clone(), dest, opts).await;
-    }
-    if let Some(Hop::Ssm(ssm)) = &via {
-        return connect_over_ssm(ctx, ssm.clone(), dest, opts).await;
-    }
-    let parsed = ssh_config::parse_destination(dest)?;
-    let resolved = ssh_config::resolve(&parsed, None, &ctx.home)?;
-    if let Some(cmd) = &resolved.proxy_command
-        && via.is_none()
-    {
-        return Err(Error::invalid(format!(
-            "~/.ssh/config gives {dest} a ProxyCommand ({cmd}), which aws-hop does not run; use \
-             ProxyJump there, or reach it through a hop: bastion(\"{dest}\", #{{ via: hop }})"
-        )));
-    }
-    let via = match via {
-        Some(v) => Some(v),
-        None if !resolved.proxy_jump.is_empty() => {
-            let mut prev: Option<Hop> = None;
-            for jump in &resolved.proxy_jump {
-                let jp = ssh_config::parse_destination(jump)?;
-                let jr = ssh_config::resolve(&jp, None, &ctx.home)?;
-                let o = ssh_options(ctx, &jr, &Options::empty("ProxyJump"), prev.take())?;
-                let hop = Hop::Ssh(SshHop::connect(o).await?);
-                ctx.track(&hop);
-                prev = Some(hop);
-            }
-            prev
-        }
-        None => None,
-    };
-    let o = ssh_options(ctx, &resolved, opts, via)?;
-    let hop = Hop::Ssh(SshHop::connect(o).await?);
-    ctx.track(&hop);
-    Ok(hop)
-}
-
-/// SSH to the instance of an EICE hop (see [`connect_over_instance`]).
-async fn connect_over_eice(
-    ctx: &Context,
-    eice: Arc<EiceHop>,
-    dest: &str,
-    opts: &Options,
-) -> Result<Hop> {
-    let ip = eice.ip();
-    let checker = eice.clone();
-    let login = InstanceLogin {
-        via: Hop::Eice(eice.clone()),
-        dial_host: if ip.is_ipv6() {
-            format!("[{ip}]")
-        } else {
-            ip.to_string()
-        },
-        config: eice.config().clone(),
-        instance: eice.instance().clone(),
-        describe: eice.describe(),
-        kind: "an EICE hop",
-        is_instance: Box::new(move |h| checker.is_instance(h)),
-    };
-    connect_over_instance(ctx, login, dest, opts).await
-}
-
-/// SSH to the instance of an SSM hop, over one `AWS-StartSSHSession` session per SSH
-/// connection (see [`connect_over_instance`]).
-async fn connect_over_ssm(
-    ctx: &Context,
-    ssm: Arc<SsmHop>,
-    dest: &str,
-    opts: &Options,
-) -> Result<Hop> {
-    let checker = ssm.clone();
-    let login = InstanceLogin {
-        via: Hop::Ssm(Arc::new(ssm.ssh_transport())),
-        dial_host: ssm.instance().id.clone(),
-        config: ssm.config().clone(),
-        instance: ssm.instance().clone(),
-        describe: ssm.describe(),
-        kind: "an SSM hop",
-        is_instance: Box::new(move |h| checker.is_instance(h)),
-    };
-    connect_over_instance(ctx, login, dest, opts).await
-}
-
-/// An instance that `.ssh(user)` logs in to through a tunnel hop (EICE or SSM).
-struct InstanceLogin {
-    /// The hop the SSH connection runs over.
-    via: Hop,
-    /// The host dialed through `via`: the private IP (EICE) or the instance id (SSM).
-    dial_host: String,
-    /// For SendSSHPublicKey.
-    config: AwsConfig,
-    instance: InstanceInfo,
-    /// The tunnel hop, for messages.
-    describe: String,
-    /// "an EICE hop", for messages.
-    kind: &'static str,
-    /// True when a host names the instance.
-    is_instance: Box<dyn Fn(&str) -> bool + Send + Sync>,
-}
-
-/// SSH to the instance of a tunnel hop: `dest` is the user (`"ec2-user"`), or `user@host`
-/// where host names that instance. The host key is looked up under the instance id (like
-/// OpenSSH's HostKeyAlias), so a private IP reused by another instance cannot confuse it.
-/// Without a `key` option, an ephemeral ed25519 key is made in memory and pushed with
-/// SendSSHPublicKey before every dial (a pushed key is accepted for 60 s).
-async fn connect_over_instance(
-    ctx: &Context,
-    login: InstanceLogin,
-    dest: &str,
-    opts: &Options,
-) -> Result<Hop> {
-    let (user, host) = match dest.rsplit_once('@') {
-        Some((u, h)) => (u, Some(h)),
-        None => (dest, None),
-    };
-    if let Some(h) = host
-        && !(login.is_instance)(h)
-    {
-        return Err(Error::invalid(format!(
-            "{} reaches only its instance, not {h}: write .ssh(\"{user}\") to log in to {}, then \
-             .ssh(\"{user}@{h}\") on that hop to go further",
-            login.describe,
-            login.instance.label()
-        )));
-    }
-    if user.is_empty() || user.contains(char::is_whitespace) {
-        return Err(Error::invalid(format!(
-            "'{dest}' is not a user name: {} takes the login user, for example \
-             .ssh(\"ec2-user\") (ubuntu, admin ... depend on the AMI)",
-            login.kind
-        )));
-    }
-    let target = format!("{user}@{}", login.dial_host);
-    let parsed = ssh_config::parse_destination(&target)?;
-    let resolved = ssh_config::resolve(&parsed, None, &ctx.home)?;
-    let mut o = ssh_options(ctx, &resolved, opts, Some(login.via.clone()))?;
-    o.host_key.name.clone_from(&login.instance.id);
-    o.host_key.port = 22;
-    if opts.string("key")?.is_none() {
-        let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
-            .map_err(|e| Error::invalid(format!("cannot make an ephemeral ed25519 key: {e}")))?;
-        let public = key
-            .public_key()
-            .to_openssh()
-            .map_err(|e| Error::invalid(format!("cannot encode the ephemeral key: {e}")))?;
-        let user = o.user.clone();
-        let (config, instance) = (login.config.clone(), login.instance.clone());
-        o.memory_keys.insert(0, Arc::new(key));
-        o.before_dial = Some(Arc::new(move || {
-            let (config, instance, user, public) = (
-                config.clone(),
-                instance.clone(),
-                user.clone(),
-                public.clone(),
-            );
-            Box::pin(async move { send_ssh_public_key(&config, &instance, &user, &public).await })
-        }));
-    }
-    let hop = Hop::Ssh(SshHop::connect(o).await?);
-    ctx.track(&hop);
-    Ok(hop)
-}
-
-/// Merges script options over ~/.ssh/config over defaults.
-fn ssh_options(
-    ctx: &Context,
-    r: &ssh_config::ResolvedHost,
-    opts: &Options,
-    via: Option<Hop>,
-) -> Result<SshOptions> {
-    let user = opts.string("user")?.unwrap_or_else(|| r.user.clone());
-    let port = opts.port("port")?.unwrap_or(r.port);
-    let (key_files, identities_only) = match opts.string("key")? {
-        Some(k) => (vec![expand_option_path("key", &k, &ctx.home)?], true),
-        None => (r.identity_files.clone(), r.identities_only),
-    };
-    let agent = opts
-        .bool("agent")?
-        .unwrap_or(!identities_only || key_files.is_empty());
-
-    let (policy, known_hosts) = match opts.string("known_hosts")?.as_deref() {
-        None => (
-            policy_from_config(r.strict_host_key_checking.as_deref())
-                .unwrap_or_else(|| ctx.default_host_key_policy()),
-            default_known_hosts(ctx, r),
-        ),
-        Some("strict") => (HostKeyPolicy::Strict, default_known_hosts(ctx, r)),
-        Some("accept-new") => (HostKeyPolicy::AcceptNew, default_known_hosts(ctx, r)),
-        Some("ask") => (HostKeyPolicy::Ask, default_known_hosts(ctx, r)),
-        Some(path) if path.contains('/') || path.starts_with('~') => (
-            ctx.default_host_key_policy(),
-            KnownHosts::new(
-                vec![expand_option_path("known_hosts", path, &ctx.home)?],
-                vec![],
-            ),
-        ),
-        Some(other) => {
-            return Err(Error::invalid(format!(
-                "option `known_hosts` is \"{other}\": use \"strict\" (the default), \"accept-new\", \
-                 \"ask\", or the path of a known_hosts file"
-            )));
-        }
-    };
-    let timeout = opts
-        .seconds("timeout")?
-        .or(r.connect_timeout)
-        .unwrap_or(DEFAULT_TIMEOUT);
-    Ok(SshOptions {
-        user,
-        host: r.hostname.clone(),
-        port,
-        memory_keys: Vec::new(),
-        before_dial: None,
-        key_files,
-        identities_only,
-        agent,
-        host_key: match &r.host_key_alias {
-            // OpenSSH looks a HostKeyAlias up as written, without the port.
-            Some(alias) => HostKeyCheck {
-                known_hosts,
-                policy,
-                name: alias.clone(),
-                port: 22,
-            },
-            None => HostKeyCheck {
-                known_hosts,
-                policy,
-                name: r.hostname.clone(),
-                port,
-            },
-        },
-        via,
-        timeout,
-        server_nodelay: opts.bool("server_nodelay")?.unwrap_or(true),
+    ctx.rt.block_on(async move {
+        let track = |h: &Hop| c.track(h);
+        let env = login::Env {
+            home: &c.home,
+            default_policy: c.default_host_key_policy(),
+            track: &track,
+        };
+        login::chain::ssh(&env, &dest, &req, via).await
     })
-}
-
-/// A path option with `~` expanded as ~/.ssh/config paths are.
-fn expand_option_path(option: &str, path: &str, home: &Path) -> Result<PathBuf> {
-    ssh_config::tilde_expand(path, home)
-        .map_err(|why| Error::invalid(format!("option `{option}` (\"{path}\"): {why}")))
-}
-
-/// `StrictHostKeyChecking` from ~/.ssh/config (already normalized to yes, no, ask or
-/// accept-new). `no`/`off` still refuse changed keys: aws-hop
-/// always verifies, so they mean accept-new here.
-fn policy_from_config(v: Option<&str>) -> Option<HostKeyPolicy> {
-    match v? {
-        "yes" => Some(HostKeyPolicy::Strict),
-        "accept-new" | "no" => Some(HostKeyPolicy::AcceptNew),
-        "ask" => Some(HostKeyPolicy::Ask),
-        _ => None,
-    }
-}
-
-fn default_known_hosts(ctx: &Context, r: &ssh_config::ResolvedHost) -> KnownHosts {
-    let defaults = KnownHosts::openssh_default(&ctx.home);
-    let user = if r.user_known_hosts_files.is_empty() {
-        defaults.user_files().to_vec()
-    } else {
-        r.user_known_hosts_files.clone()
-    };
-    let global: Vec<PathBuf> = if r.global_known_hosts_files.is_empty() {
-        defaults.global_files().to_vec()
-    } else {
-        r.global_known_hosts_files.clone()
-    };
-    KnownHosts::new(user, global)
 }
 
 fn exec_map(out: crate::hop::exec::ExecOutput) -> Map {
@@ -351,8 +84,44 @@ fn exec_map(out: crate::hop::exec::ExecOutput) -> Map {
         "stderr".into(),
         String::from_utf8_lossy(&out.stderr).into_owned().into(),
     );
+    m.insert("truncated".into(), out.truncated.into());
     m
 }
+
+/// Runs `cmd` on an SSH hop with the options of `exec(cmd, opts)`.
+fn exec_with(
+    ctx: &NativeCallContext,
+    hop: &Hop,
+    cmd: &str,
+    opts: Map,
+) -> std::result::Result<Map, Box<EvalAltResult>> {
+    let s = ssh_hop(ctx, hop, "exec()")?;
+    let opts = Options::new(opts, "exec", &["max_output"]).map_err(|e| script_error(ctx, e))?;
+    let limit = opts
+        .int_in("max_output", 1..=MAX_OUTPUT_LIMIT)
+        .map_err(|e| script_error(ctx, e))?
+        .map_or(crate::hop::exec::DEFAULT_LIMIT, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        });
+    let c = Context::of(ctx);
+    let cmd = cmd.to_string();
+    let hop_shown = s.describe();
+    let out =
+        c.rt.block_on(async move { s.exec(&cmd, limit).await })
+            .map_err(|e| script_error(ctx, e))?;
+    if out.truncated {
+        crate::events::emit(format!(
+            "exec() on {hop_shown}: output past {limit} bytes was dropped (the result has truncated: \
+             true); raise it with exec(cmd, #{{ max_output: ... }}), or write the output to a \
+             file on the host"
+        ));
+    }
+    Ok(exec_map(out))
+}
+
+/// The largest `max_output` of `exec()`: 1 GiB (the output is held in memory, twice over
+/// while it becomes a string).
+const MAX_OUTPUT_LIMIT: i64 = 1 << 30;
 
 fn ssh_hop(
     ctx: &NativeCallContext,
@@ -467,7 +236,8 @@ mod hop_api {
             .map_err(|e| script_error(&ctx, e))
     }
 
-    /// Runs a command on an SSH hop; returns `#{ status, stdout, stderr }`.
+    /// Runs a command on an SSH hop; returns `#{ status, stdout, stderr, truncated }`.
+    /// At most 16 MiB of stdout and of stderr are kept (`truncated` says when more came).
     ///
     /// ```rhai
     /// let r = b.exec("uname -a");
@@ -479,12 +249,23 @@ mod hop_api {
         hop: &mut Hop,
         cmd: &str,
     ) -> Result<Map, Box<EvalAltResult>> {
-        let s = ssh_hop(&ctx, hop, "exec()")?;
-        let c = Context::of(&ctx);
-        let cmd = cmd.to_string();
-        c.rt.block_on(async move { s.exec(&cmd).await })
-            .map(exec_map)
-            .map_err(|e| script_error(&ctx, e))
+        exec_with(&ctx, hop, cmd, Map::new())
+    }
+
+    /// `hop.exec(cmd, opts)`: `max_output`, the bytes of stdout and of stderr kept (16 MiB by
+    /// default, at most 1 GiB).
+    ///
+    /// ```rhai
+    /// let r = b.exec("cat /var/log/big.log", #{ max_output: 100_000_000 });
+    /// ```
+    #[rhai_fn(global, name = "exec", return_raw, pure)]
+    pub fn exec_opts(
+        ctx: NativeCallContext,
+        hop: &mut Hop,
+        cmd: &str,
+        opts: Map,
+    ) -> Result<Map, Box<EvalAltResult>> {
+        exec_with(&ctx, hop, cmd, opts)
     }
 
     /// Hands the terminal to an interactive shell on an SSH hop (or a Session Manager shell
@@ -499,7 +280,7 @@ mod hop_api {
             let ssm = ssm.clone();
             return Context::of(&ctx)
                 .rt
-                .block_on(async move { crate::aws::ssm::shell::interactive(&ssm).await })
+                .block_on(async move { crate::hop::ssm::shell::interactive(&ssm).await })
                 .map_err(|e| script_error(&ctx, e));
         }
         let s = ssh_hop(&ctx, hop, "shell()")?;

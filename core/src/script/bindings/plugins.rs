@@ -14,7 +14,8 @@ pub fn register(engine: &mut Engine) {
 mod plugin_api {
     use super::*;
 
-    /// The loaded strategy plugins: `[#{ name, summary, origin }]`, in connect() order.
+    /// The loaded strategy plugins: `[#{ name, summary, origin, options }]`, in connect()
+    /// order (`options`: what the plugin takes, or `()` when it does not say).
     ///
     /// ```rhai
     /// for p in plugins() { print(`${p.name}: ${p.summary}`); }
@@ -31,6 +32,12 @@ mod plugin_api {
                 m.insert("name".into(), p.name.clone().into());
                 m.insert("summary".into(), p.summary.clone().into());
                 m.insert("origin".into(), p.origin.clone().into());
+                m.insert(
+                    "options".into(),
+                    p.options.as_ref().map_or(Dynamic::UNIT, |o| {
+                        Dynamic::from_array(o.iter().map(|s| s.clone().into()).collect())
+                    }),
+                );
                 Dynamic::from_map(m)
             })
             .collect()

@@ -1,7 +1,5 @@
 //! Runtime bindings: `wait()` and `sleep()`.
 
-use std::time::Duration;
-
 use rhai::Engine;
 use rhai::plugin::*;
 
@@ -54,15 +52,20 @@ mod runtime_api {
     /// ```
     #[rhai_fn(name = "sleep", return_raw)]
     pub fn sleep_float(ctx: NativeCallContext, secs: f64) -> Result<(), Box<EvalAltResult>> {
-        if !(secs >= 0.0 && secs.is_finite()) {
-            return Err(script_error(
+        let d = crate::script::options::duration_in(
+            "the argument of sleep()",
+            secs,
+            crate::script::options::MAX_SLEEP,
+        )
+        .map_err(|e| {
+            script_error(
                 &ctx,
-                format!("sleep() needs a number of seconds >= 0, not {secs}"),
-            ));
-        }
+                format!("{e} (30 days; wait() holds forwards until Ctrl-C)"),
+            )
+        })?;
         Context::of(&ctx)
             .rt
-            .sleep(Duration::from_secs_f64(secs))
+            .sleep(d)
             .map_err(|e| script_error(&ctx, e))
     }
 
