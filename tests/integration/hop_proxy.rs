@@ -155,16 +155,70 @@ fn scp_through_proxycommand_reaches_a_private_instance_over_eice() {
     scp_round_trip(lab(), "");
 }
 
+/// How many of the fake's recorded sessions (since its last reset) have `"key": "value"`.
+fn sessions_with(stats: &str, key: &str, value: &str) -> usize {
+    stats.matches(&format!("\"{key}\": \"{value}\"")).count()
+}
+
 #[test]
 fn scp_through_proxycommand_via_ssm() {
     let lab = lab();
     let _lock = lab.aws.ssm_lock().unwrap();
-    let before = lab.aws.ssm_counter("sessions_started").unwrap();
+    // An IAM policy that allows StartSession only with AWS-StartSSHSession, as teams write it
+    // for `ProxyCommand aws ssm start-session --document-name AWS-StartSSHSession`.
+    lab.aws
+        .ssm_control(r#"{"allowed_documents": ["AWS-StartSSHSession"]}"#)
+        .unwrap();
     // -vv: a failure shows where the proxy's time went (the session, its handshake).
     scp_round_trip(lab, "--via ssm -vv");
-    // Three ssh runs, each its own port-forwarding session to web-1:22.
-    let started = lab.aws.ssm_counter("sessions_started").unwrap() - before;
-    assert_eq!(started, 3, "{}", lab.aws.ssm_stats().unwrap());
+    let stats = lab.aws.ssm_stats().unwrap();
+    // Three ssh runs, each its own AWS-StartSSHSession session to web-1:22 ...
+    assert_eq!(
+        lab.aws.ssm_counter("sessions_started").unwrap(),
+        3,
+        "{stats}"
+    );
+    assert_eq!(
+        sessions_with(&stats, "DocumentName", "AWS-StartSSHSession"),
+        3,
+        "{stats}"
+    );
+    // ... and every one terminated when its ssh exited (ssh hangs up on its ProxyCommand:
+    // SIGHUP must end the session cleanly, not leave it Connected until the idle timeout).
+    assert_eq!(sessions_with(&stats, "Status", "Terminated"), 3, "{stats}");
+    assert_eq!(lab.aws.ssm_counter("start_refused").unwrap(), 0, "{stats}");
+
+    // Port forwarding on request (-o mode=forward), against a policy that allows only that.
+    lab.aws
+        .ssm_control(r#"{"reset": true, "allowed_documents": ["AWS-StartPortForwardingSession"]}"#)
+        .unwrap();
+    scp_round_trip(lab, "--via ssm -o mode=forward");
+    let stats = lab.aws.ssm_stats().unwrap();
+    assert_eq!(
+        sessions_with(&stats, "DocumentName", "AWS-StartPortForwardingSession"),
+        3,
+        "{stats}"
+    );
+    assert_eq!(sessions_with(&stats, "Status", "Terminated"), 3, "{stats}");
+
+    // The default again, under the port-forwarding-only policy: refused, and the message
+    // names the document the policy must allow.
+    lab.aws.ssm_control(r#"{"reset": true}"#).unwrap();
+    lab.aws
+        .ssm_control(r#"{"allowed_documents": ["AWS-StartPortForwardingSession"]}"#)
+        .unwrap();
+    let home = TestHome::new(lab);
+    let config = write_proxy_config(lab, &home, "--via ssm");
+    let out = openssh(
+        lab,
+        &home,
+        "ssh",
+        &["-F", config.to_str().unwrap(), "web-1", "true"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("ssm:StartSession"), "{stderr}");
+    assert!(stderr.contains("document/AWS-StartSSHSession"), "{stderr}");
 }
 
 #[test]

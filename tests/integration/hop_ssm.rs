@@ -216,6 +216,104 @@ wait();
     );
 }
 
+/// The managed node (hybrid activation) the lab's gateway serves with web-1's agent.
+const NODE: &str = "mi-0123456789abcdef0";
+
+#[test]
+fn a_managed_node_is_reached_by_its_mi_id_through_ssm_and_refused_by_eice() {
+    let lab = lab();
+    let _lock = lab.aws.ssm_lock().unwrap();
+    lab.aws
+        .ssm_control(&format!(r#"{{"hybrid_node": "{NODE}"}}"#))
+        .unwrap();
+    // ssm_status and a forward, by the mi- id: not looked up as a Name tag.
+    let home = TestHome::new(lab);
+    let (mut proc, ports) = spawn_aws_ready(
+        lab,
+        &home,
+        format!(
+            r#"
+let st = ssm_status("{NODE}");
+print(`STATUS ${{st.state}} ${{st.online}} ${{st.name}}`);
+let f = ssm("{NODE}").forward(0, "{echo}");
+print(`READY ${{f.local_port}}`);
+wait();
+"#,
+            echo = echo_server(lab)
+        ),
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", ports[0])).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"to a managed node\n").unwrap();
+    let mut got = [0u8; 18];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"to a managed node\n");
+    drop(s);
+    proc.interrupt();
+    proc.wait_exit(Duration::from_secs(15))
+        .assert_success()
+        .assert_stdout_contains("STATUS managed true onprem-web");
+
+    // connect(): eice skips it with the reason, ssm logs in with the user's key (EC2
+    // Instance Connect cannot push one to a managed node).
+    let out = HopCmd::new()
+        .aws(lab)
+        .home(home.path())
+        .script(format!(
+            r#"
+let h = connect("{NODE}", #{{ user: "{user}", key: "{key}", known_hosts: "accept-new" }});
+let ran = h.exec("hostname -I").stdout;
+print(`RAN ${{ran}}`);
+"#,
+            user = lab.user,
+            key = home.key_path().display()
+        ))
+        .timeout(60)
+        .run();
+    out.assert_success()
+        .assert_stderr_contains(&format!(
+            "eice: skipped ({NODE} is a managed node (hybrid, registered with SSM), not an EC2 instance"
+        ))
+        .assert_stderr_contains("ssm: ok");
+    crate::hop_common::assert_ran_on(&out, "RAN", lab.instance_ip);
+
+    // Without a key: what to do instead, not a SendSSHPublicKey failure.
+    let keyless = keyless_home(lab);
+    HopCmd::new()
+        .aws(lab)
+        .home(keyless.path())
+        .script(format!(
+            r#"ssm("{NODE}").ssh("{}", #{{ known_hosts: "accept-new" }});"#,
+            lab.user
+        ))
+        .status(1)
+        .stderr_contains(format!(
+            "onprem-web ({NODE}) is a managed node (hybrid, not EC2): EC2 Instance Connect cannot push a key"
+        ))
+        .stderr_contains("needs a key that is installed there")
+        .timeout(60)
+        .run();
+}
+
+#[test]
+fn a_late_ack_of_the_handshake_response_does_not_disturb_the_session() {
+    let lab = lab();
+    let _lock = lab.aws.ssm_lock().unwrap();
+    lab.aws
+        .ssm_control(r#"{"late_handshake_ack": true}"#)
+        .unwrap();
+    let home = keyless_home(lab);
+    let (proc, port) = one_forward(lab, &home, echo_server(lab));
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"after a late ack\n").unwrap();
+    let mut got = [0u8; 17];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"after a late ack\n");
+    drop(s);
+    interrupt_and_expect_clean_exit(proc);
+}
+
 #[test]
 fn ten_concurrent_connections_share_one_session_each_with_its_own_bytes() {
     let lab = lab();
@@ -454,22 +552,30 @@ fn ssm_shell_runs_commands_and_a_kms_shell_says_what_to_do_instead() {
     let ids = lab.aws.ids().unwrap();
     let _lock = lab.aws.ssm_lock().unwrap();
     let home = keyless_home(lab);
-    let run = || {
+    let shell = |script: &str| {
         HopCmd::new()
             .aws(lab)
             .home(home.path())
-            .script(r#"let code = ssm("web-1").shell(); print(`EXIT ${code}`);"#)
+            .script(script)
             .stdin("echo SSM-SHELL-$((40 + 2))\nexit 3\n")
             .timeout(60)
             .run()
     };
+    let run = || shell(r#"let code = ssm("web-1").shell(); print(`EXIT ${code}`);"#);
+    // Session Manager's interactive shell carries no exit status (the agent sends ExitCode
+    // only for NonInteractiveCommands): -1, "not reported", exactly.
     let out = run();
-    out.assert_success().assert_stdout_contains("SSM-SHELL-42");
-    assert!(
-        out.stdout.contains("EXIT 3") || out.stdout.contains("EXIT 0"),
-        "{}",
-        out.report()
-    );
+    out.assert_success()
+        .assert_stdout_contains("SSM-SHELL-42")
+        .assert_stdout_contains("EXIT -1");
+    // Logged in over SSM with SSH, the shell's own status arrives.
+    let out = shell(&format!(
+        r#"let code = ssm("web-1").ssh("{}", #{{ known_hosts: "accept-new" }}).shell(); print(`EXIT ${{code}}`);"#,
+        lab.user
+    ));
+    out.assert_success()
+        .assert_stdout_contains("SSM-SHELL-42")
+        .assert_stdout_contains("EXIT 3");
     lab.aws
         .ssm_control(r#"{"kms_required": true, "kms_key_id": "alias/hop-kms"}"#)
         .unwrap();

@@ -27,6 +27,8 @@
 //! - `hop_proxy`: `aws-hop proxy` under real `scp`/`ssh` (ProxyCommand), `aws-hop ssh-config`,
 //!   and `connect()` with its ordered fallback and report.
 //! - `hop_repl`: the REPL driven through tmux.
+//! - `hop_secrets`: an EICE login, an SSM forward, shell and SIGTERM at `RUST_LOG=trace`:
+//!   no secret key, token, signature or private key in the output.
 //! - `hop_ssm`: SSM Session Manager hops: a PostgreSQL forward, ten connections over one
 //!   session, 100 MB each way through faults, a resumed WebSocket, SSH with a pushed key,
 //!   and the errors (offline agent, unknown instance, refused token, IAM, idle timeout).
@@ -48,6 +50,7 @@ mod hop_host_keys;
 mod hop_multi;
 mod hop_proxy;
 mod hop_repl;
+mod hop_secrets;
 mod hop_ssm;
 mod lab_isolation;
 mod lab_lifecycle;
