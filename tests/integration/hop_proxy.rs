@@ -221,6 +221,34 @@ fn scp_through_proxycommand_via_ssm() {
     assert!(stderr.contains("document/AWS-StartSSHSession"), "{stderr}");
 }
 
+/// ssh hangs up on its ProxyCommand (SIGHUP) as it exits, often before the stream has
+/// ended. A port-forwarding session outlives its stream, so only a clean exit on SIGHUP
+/// terminates it.
+#[test]
+fn sighup_ends_a_proxy_cleanly_and_terminates_its_ssm_session() {
+    let lab = lab();
+    let _lock = lab.aws.ssm_lock().unwrap();
+    let home = TestHome::new(lab);
+    let mut proc = HopCmd::new()
+        .aws(lab)
+        .home(home.path())
+        .args(["proxy", "--via", "ssm", "-o", "mode=forward", "web-1", "22"])
+        .spawn();
+    // The instance's sshd greets through the session: it is Connected.
+    proc.wait_for_line("SSH-2.0-", std::time::Duration::from_secs(30));
+    let stats = lab.aws.ssm_stats().unwrap();
+    assert_eq!(sessions_with(&stats, "Status", "Connected"), 1, "{stats}");
+    proc.hang_up();
+    let out = proc.wait_exit(std::time::Duration::from_secs(15));
+    out.assert_success();
+    let stats = lab.aws.ssm_stats().unwrap();
+    assert_eq!(sessions_with(&stats, "Status", "Terminated"), 1, "{stats}");
+    assert!(
+        lab.aws.ssm_counter("terminated_by_api").unwrap() >= 1,
+        "{stats}"
+    );
+}
+
 #[test]
 fn proxy_via_bastion_and_its_errors() {
     let lab = lab();

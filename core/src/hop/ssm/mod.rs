@@ -482,6 +482,93 @@ fn version_at_most(v: &str, max: [u32; 4]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hop::ssm::api::{ResumeError, Started};
+    use crate::hop::tunnel::{BoxFuture, Signer};
+
+    /// A Session Manager whose StartSession for host `slow` never answers, and refuses
+    /// every other at once.
+    struct StuckApi;
+
+    impl Signer for StuckApi {
+        fn region(&self) -> &'static str {
+            "us-east-1"
+        }
+        fn credentials(&self) -> BoxFuture<'_, Result<aws_credential_types::Credentials>> {
+            Box::pin(async { Err(Error::invalid("no credentials in this test")) })
+        }
+    }
+
+    impl SessionApi for StuckApi {
+        fn start<'a>(
+            &'a self,
+            document: &'a Document,
+            _reason: Option<&'a str>,
+        ) -> BoxFuture<'a, Result<Started>> {
+            let slow = document
+                .parameters
+                .iter()
+                .any(|(k, v)| k == "host" && v == "slow");
+            Box::pin(async move {
+                if slow {
+                    std::future::pending::<()>().await;
+                }
+                Err(Error::invalid("refused by the test"))
+            })
+        }
+        fn resume<'a>(
+            &'a self,
+            _session_id: &'a str,
+        ) -> BoxFuture<'a, std::result::Result<Option<Started>, ResumeError>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn terminate<'a>(&'a self, _session_id: &'a str) -> BoxFuture<'a, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    struct NoKeys;
+
+    impl KeyPush for NoKeys {
+        fn push<'a>(&'a self, _user: &'a str, _key: &'a str) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    /// A session that takes long to start holds up only connections to its own target.
+    #[tokio::test]
+    async fn a_slow_session_start_does_not_hold_up_other_targets() {
+        let hop = SsmHop::new(
+            Arc::new(StuckApi),
+            Arc::new(NoKeys),
+            Instance {
+                id: "i-0abc".into(),
+                name: Some("web-1".into()),
+                private_ip: None,
+                ipv6: None,
+            },
+            None,
+            SsmOptions::default(),
+        )
+        .unwrap();
+        let slow = {
+            let hop = hop.clone();
+            tokio::spawn(async move { hop.open("slow", 5432).await.map(|_| ()) })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let other = tokio::time::timeout(Duration::from_secs(2), hop.open("fast", 5432))
+            .await
+            .expect("a connection to another target waited for the slow session");
+        let Err(err) = other else {
+            panic!("the test API starts no session");
+        };
+        let err = err.to_string();
+        assert!(err.contains("refused by the test"), "{err}");
+        assert!(
+            !slow.is_finished(),
+            "the slow start should still be pending"
+        );
+        slow.abort();
+    }
 
     #[test]
     fn old_agents_are_recognised() {
