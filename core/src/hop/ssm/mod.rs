@@ -305,7 +305,12 @@ impl SsmHop {
             .map(|(_, m)| m)
             .collect();
         for slot in slots {
-            if let Some(m) = slot.lock().await.take() {
+            // A slot that is locked is starting a session: its starter sees `closed` when the
+            // start returns and terminates that session itself, so closing never waits for it.
+            let Ok(mut slot) = slot.try_lock() else {
+                continue;
+            };
+            if let Some(m) = slot.take() {
                 m.close("the SSM hop was closed with close()").await;
             }
         }
@@ -445,6 +450,7 @@ impl SsmHop {
         gated: bool,
     ) -> Result<(Arc<DataChannel>, mpsc::Receiver<Inbound>)> {
         let s = &self.shared;
+        self.check_open()?;
         let cfg = ChannelConfig {
             chunk_size: s.opts.chunk_size,
             window: s.opts.window,
@@ -457,6 +463,12 @@ impl SsmHop {
             let mut all = s.channels.lock().expect("channels lock");
             all.retain(|w| w.upgrade().is_some_and(|c| !c.is_closed()));
             all.push(Arc::downgrade(&channel));
+        }
+        // Closed while this session was starting (close() sets the flag before it collects
+        // the sessions, and this one was recorded first): end it rather than hand it out.
+        if let Err(e) = self.check_open() {
+            channel.terminate().await;
+            return Err(e);
         }
         if gated && let Err(e) = channel.wait_ready(s.opts.timeout).await {
             channel.terminate().await;
