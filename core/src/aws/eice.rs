@@ -17,7 +17,7 @@ use super::config::{AwsConfig, api_error};
 use super::instance_connect::InstanceConnect;
 use super::instances::{self, InstanceInfo};
 use crate::error::{Error, Result};
-use crate::hop::eice::{EiceHop, Endpoint, USABLE_STATES};
+use crate::hop::eice::{EiceHop, Endpoint, USABLE_STATES, timing};
 
 /// Options of `eic_endpoint()` beyond the AWS profile and region.
 #[derive(Debug, Clone, Default)]
@@ -69,15 +69,6 @@ pub fn refuse_managed_node(target: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Logs how long one step took (`-vv`; `hop-lab bench` reads these lines for its EICE setup
-/// breakdown).
-fn timing(step: &str, started: Instant) {
-    tracing::debug!(
-        "eice timing: {step} {:.1} ms",
-        started.elapsed().as_secs_f64() * 1e3
-    );
 }
 
 /// Finds the endpoint for `instance`: `wanted` by id, else the one in its subnet, else the

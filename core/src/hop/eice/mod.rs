@@ -162,8 +162,8 @@ impl EiceHop {
 }
 
 /// Logs how long one step of setting up a tunnel took (`-vv`; `hop-lab bench` reads these
-/// lines for its EICE setup breakdown).
-fn timing(step: &str, started: Instant) {
+/// lines for its EICE setup breakdown). The lookups in `aws::eice` log theirs with it too.
+pub fn timing(step: &str, started: Instant) {
     tracing::debug!(
         "eice timing: {step} {:.1} ms",
         started.elapsed().as_secs_f64() * 1e3
