@@ -26,7 +26,7 @@ pub fn emit(msg: impl Into<String>) {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     match guard.as_mut() {
         Some(sink) => sink(format!("aws-hop: {msg}")),
-        None => eprintln!("aws-hop: {msg}"),
+        None => say(&format!("aws-hop: {msg}")),
     }
 }
 
@@ -42,4 +42,13 @@ pub fn clear_sink() {
     *slot()
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+}
+
+/// Writes `line` to stderr, ignoring failure: after a terminal hangs up (SIGHUP, a closed
+/// tmux pane), stderr is a dead pty, and `eprintln!` would panic there in the middle of
+/// closing forwards and sessions.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
 }

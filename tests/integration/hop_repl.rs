@@ -289,14 +289,10 @@ fn sh_quote(s: &str) -> String {
     }
 }
 
-#[test]
-fn ssm_shell_in_a_terminal_completes_names_runs_commands_follows_resizes_and_ctrl_c() {
-    let lab = aws_hop_lab::Lab::shared_aws(crate::hop_lab_bin());
-    // SSM tests run one at a time: they share the fake's controls and counters.
-    let _lock = lab.aws.ssm_lock().unwrap();
-    let home = TestHome::new(lab);
-    let secs = Duration::from_secs;
-    // The laptop's view of the AWS lab: its hosts file (mount namespace) and environment.
+/// The REPL as the laptop runs it against the lab's AWS side (its hosts file, through a
+/// mount namespace, and its environment), in a tmux pane that stays 30 s after it exits.
+/// Waits for the first prompt.
+fn start_aws_repl(lab: &aws_hop_lab::Lab, home: &TestHome, name: &str) -> Tmux {
     let wrapped = lab.aws.wrap("env");
     let mut words: Vec<String> = std::iter::once(wrapped.get_program())
         .chain(wrapped.get_args())
@@ -312,8 +308,75 @@ fn ssm_shell_in_a_terminal_completes_names_runs_commands_follows_resizes_and_ctr
         words.push(format!("{k}={}", sh_quote(&v)));
     }
     words.push(sh_quote(&aws_hop_bin().display().to_string()));
-    let t = Tmux::start("ssm-shell", &format!("{}; sleep 30", words.join(" ")));
-    t.wait_for("aws-hop> ", secs(10));
+    let t = Tmux::start(name, &format!("{}; sleep 30", words.join(" ")));
+    t.wait_for("aws-hop> ", Duration::from_secs(10));
+    t
+}
+
+/// A closed terminal sends the REPL SIGHUP while it waits for a line: its SSM session must
+/// be terminated, not left Connected until Session Manager's idle timeout.
+#[test]
+fn a_closed_terminal_ends_the_repl_and_terminates_its_ssm_session() {
+    let lab = aws_hop_lab::Lab::shared_aws(crate::hop_lab_bin());
+    let _lock = lab.aws.ssm_lock().unwrap();
+    let home = TestHome::new(lab);
+    let secs = Duration::from_secs;
+    let echo = lab.sink_addr();
+    let listener = lab.listen_in(&lab.ns_priv, echo).expect("listen in priv");
+    std::thread::spawn(move || {
+        if let Ok((mut conn, _)) = listener.accept() {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = std::io::Read::read(&mut conn, &mut buf) {
+                if n == 0 || std::io::Write::write_all(&mut conn, &buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let t = start_aws_repl(lab, &home, "hangup");
+    t.line(&format!(
+        r#"let f = ssm("web-1").forward(0, "{echo}"); `PORT=${{f.local_port}}=`"#
+    ));
+    let screen = t.wait_for("=> \"PORT=", secs(15));
+    let port: u16 = screen
+        .split("=> \"PORT=")
+        .nth(1)
+        .and_then(|rest| rest.split('=').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port on the screen:\n{screen}"));
+    // One connection through the forward starts the session.
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(secs(20))).unwrap();
+    std::io::Write::write_all(&mut c, b"ping\n").unwrap();
+    let mut got = [0u8; 5];
+    std::io::Read::read_exact(&mut c, &mut got).unwrap();
+    assert_eq!(&got, b"ping\n");
+    let connected = |stats: &str| stats.matches("\"Status\": \"Connected\"").count();
+    assert_eq!(connected(&lab.aws.ssm_stats().unwrap()), 1);
+    // The terminal goes away (SIGHUP to the REPL, which sits in the line editor).
+    drop(t);
+    let deadline = Instant::now() + secs(20);
+    loop {
+        let stats = lab.aws.ssm_stats().unwrap();
+        if stats.contains("\"Status\": \"Terminated\"") && connected(&stats) == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the session was not terminated after the terminal closed:\n{stats}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn ssm_shell_in_a_terminal_completes_names_runs_commands_follows_resizes_and_ctrl_c() {
+    let lab = aws_hop_lab::Lab::shared_aws(crate::hop_lab_bin());
+    // SSM tests run one at a time: they share the fake's controls and counters.
+    let _lock = lab.aws.ssm_lock().unwrap();
+    let home = TestHome::new(lab);
+    let secs = Duration::from_secs;
+    let t = start_aws_repl(lab, &home, "ssm-shell");
 
     // Instance names that a lookup returned complete inside `ssm("`.
     t.line("instance(\"web-1\").state");

@@ -66,7 +66,7 @@ pub fn run(ctx: &Arc<Context>, engine: &Engine) -> ExitCode {
             if reading.load(Ordering::SeqCst) {
                 let _ = printer.print(format!("{msg}\n"));
             } else {
-                eprintln!("{msg}");
+                events::say(&msg);
             }
         });
     }
@@ -90,7 +90,9 @@ pub fn run(ctx: &Arc<Context>, engine: &Engine) -> ExitCode {
             }
             Err(ReadlineError::Eof) => break,
             Err(e) => {
-                eprintln!("error: reading input: {e}");
+                // A hung-up terminal (EIO) is where this usually comes from: stderr is gone
+                // too, and the forwards and sessions must still be closed below.
+                events::say(&format!("error: reading input: {e}"));
                 break;
             }
         };
@@ -116,7 +118,10 @@ pub fn run(ctx: &Arc<Context>, engine: &Engine) -> ExitCode {
     let n = ctx.forwards.list().len();
     ctx.shutdown();
     if n > 0 {
-        eprintln!("closed {n} forward{}", if n == 1 { "" } else { "s" });
+        events::say(&format!(
+            "closed {n} forward{}",
+            if n == 1 { "" } else { "s" }
+        ));
     }
     ExitCode::SUCCESS
 }
