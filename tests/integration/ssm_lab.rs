@@ -84,13 +84,11 @@ fn ssm_describe_instance_information_web1_online_web2_lost() {
     assert!(!only2.contains(ids.get("WEB1_ID")), "{only2}");
 }
 
-#[test]
-fn ssm_port_forward_to_postgres_through_smux() {
-    let lab = lab();
+/// The probe's smux forward to PostgreSQL through web-1, sending an SSLRequest (the server
+/// answers one byte, N or S).
+fn forward_to_postgres(lab: &Lab) -> String {
     let ids = lab.aws.ids().unwrap();
-    let _lock = lab.aws.ssm_lock().unwrap();
-    // PostgreSQL's SSLRequest: the server answers one byte, N or S.
-    let out = probe(
+    probe(
         lab,
         &[
             "forward",
@@ -99,7 +97,14 @@ fn ssm_port_forward_to_postgres_through_smux() {
             "5432",
             "0000000804d2162f",
         ],
-    );
+    )
+}
+
+#[test]
+fn ssm_port_forward_to_postgres_through_smux() {
+    let lab = lab();
+    let _lock = lab.aws.ssm_lock().unwrap();
+    let out = forward_to_postgres(lab);
     assert!(
         out.contains("\"data_hex\": \"4e\"") || out.contains("\"data_hex\": \"53\""),
         "{out}"
@@ -127,19 +132,7 @@ fn ssm_port_forward_to_postgres_through_smux() {
 fn the_agent_acks_the_handshake_response_before_handshake_complete_unless_told_not_to() {
     let lab = lab();
     let _lock = lab.aws.ssm_lock().unwrap();
-    let ids = lab.aws.ids().unwrap();
-    let forward = || {
-        probe(
-            lab,
-            &[
-                "forward",
-                ids.get("WEB1_ID"),
-                &lab.postgres_host,
-                "5432",
-                "0000000804d2162f",
-            ],
-        )
-    };
+    let forward = || forward_to_postgres(lab);
     // As the real agent does (it acks right after handing the response to its handshake
     // goroutine), every time.
     for _ in 0..5 {
