@@ -271,9 +271,12 @@ fn run_source(
         Err(e) => {
             let interrupted = ctx.rt.interrupted();
             let suggest = crate::script::checker::suggester(engine);
-            eprint!(
-                "{}",
-                Diagnostic::from_eval(&e, name, &suggest).render(&read_other)
+            // Not eprint!: after SIGHUP from a closed terminal stderr is a dead pty, and a
+            // panic here would skip the shutdown below (sessions left Connected).
+            crate::events::say(
+                Diagnostic::from_eval(&e, name, &suggest)
+                    .render(&read_other)
+                    .trim_end(),
             );
             ctx.shutdown();
             if interrupted {

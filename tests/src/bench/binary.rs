@@ -1,8 +1,10 @@
 //! Finding the `aws-hop` binary for `demo` and `bench`, and the workspace it is built from.
 //!
 //! Under `cargo run` (the `CARGO` variable is set), [`aws_hop`] first runs
-//! `$CARGO build -p aws-hop --bin aws-hop` in the workspace, with `--release` when hop-lab
-//! itself is a release build, so the binary is as fresh as hop-lab. Cargo's own progress
+//! `$CARGO build --workspace --bin aws-hop` in the workspace, with `--release` when hop-lab
+//! itself is a release build, so the binary is as fresh as hop-lab. `--workspace`, not
+//! `-p aws-hop`: features are then resolved as `cargo test --workspace` resolves them, so the
+//! two share every compiled dependency instead of building a second flavour of some. Cargo's own progress
 //! shows (on stderr): a first build compiles the AWS SDK and takes many minutes, and a new
 //! user must see that it is working. Then it looks
 //! next to the running `hop-lab` (the same target directory and profile), and last at
@@ -45,14 +47,16 @@ pub(crate) fn release_build() -> bool {
 pub(crate) fn aws_hop() -> Result<PathBuf> {
     if let Some(cargo) = env::var_os("CARGO").filter(|c| !c.is_empty()) {
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "aws-hop", "--bin", "aws-hop"])
+        cmd.args(["build", "--workspace", "--bin", "aws-hop"])
             .current_dir(workspace_root());
         if release_build() {
             cmd.arg("--release");
         }
         let status = cmd.status().context("cannot run cargo to build aws-hop")?;
         if !status.success() {
-            bail!("`cargo build -p aws-hop --bin aws-hop` failed ({status}); see its errors above");
+            bail!(
+                "`cargo build --workspace --bin aws-hop` failed ({status}); see its errors above"
+            );
         }
     }
     let exe = env::current_exe().context("cannot find the hop-lab executable")?;

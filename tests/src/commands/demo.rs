@@ -61,7 +61,7 @@ pub(crate) fn run(_args: Args) -> Result<()> {
     say(&format!("[1/{STEPS}] the aws-hop binary"));
     if std::env::var_os("CARGO").is_some() {
         say(
-            "      building it with `cargo build -p aws-hop --bin aws-hop` (cargo's progress below). \
+            "      building it with `cargo build --workspace --bin aws-hop` (cargo's progress below). \
              The first build compiles the AWS SDK: about 20 minutes on 2 cores; later runs take \
              seconds.",
         );

@@ -327,25 +327,6 @@ impl SsmHop {
         }
     }
 
-    /// The number of live port-forwarding sessions (for tests and `stats`).
-    pub async fn sessions(&self) -> usize {
-        let slots: Vec<MuxSlot> = self
-            .shared
-            .muxes
-            .lock()
-            .expect("muxes lock")
-            .values()
-            .cloned()
-            .collect();
-        let mut n = 0;
-        for slot in slots {
-            if slot.lock().await.as_ref().is_some_and(|m| m.is_alive()) {
-                n += 1;
-            }
-        }
-        n
-    }
-
     fn check_open(&self) -> Result<()> {
         if self.shared.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed {
